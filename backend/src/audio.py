@@ -108,6 +108,78 @@ def resample(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 
+class AudioStream:
+    """Audio arriving in chunks: bytes in, 16 kHz mono float32 samples out.
+
+    Raw PCM is converted as it arrives. Compressed streams (webm, ogg, fragmented mp4, ...) cannot be
+    decoded chunk by chunk, so the joined bytes are decoded again when more audio is wanted; the last
+    result is kept, and `new_seconds()` estimates from the byte rate how much audio arrived since, so
+    callers decode only when it is worth it.
+    """
+
+    def __init__(self, fmt: str | None = None, sample_rate: int | None = None) -> None:
+        if fmt is not None and fmt not in PCM_FORMATS:
+            raise AudioDecodeError(f"unknown format {fmt!r}; raw audio must be one of {', '.join(PCM_FORMATS)}")
+        if fmt is not None and not sample_rate:
+            raise AudioDecodeError(f"{fmt} audio needs a sample_rate")
+        self.format = fmt
+        self.sample_rate = sample_rate
+        self.bytes_received = 0
+        self._data = bytearray()
+        self._pcm_parts: list[np.ndarray] = []
+        self._samples = np.zeros(0, dtype=np.float32)
+        self._decoded_bytes = 0
+        self._resampler = None
+        if fmt is not None and sample_rate != SAMPLE_RATE:
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+
+    @property
+    def is_pcm(self) -> bool:
+        return self.format is not None
+
+    def feed(self, data: bytes) -> None:
+        self.bytes_received += len(data)
+        self._data += data
+        if self.is_pcm:
+            width = 2 if self.format == "pcm_s16le" else 4
+            usable = len(self._data) - len(self._data) % width
+            if usable:
+                chunk = decode_pcm(bytes(self._data[:usable]), self.format, SAMPLE_RATE)
+                del self._data[:usable]
+                if self._resampler is not None:
+                    frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
+                    frame.sample_rate = self.sample_rate
+                    chunk = np.concatenate(
+                        [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)] or [chunk[:0]]
+                    )
+                self._pcm_parts.append(chunk.astype(np.float32, copy=False))
+
+    def new_seconds(self) -> float:
+        """Seconds of audio received and not decoded yet (estimated for compressed streams; inf before
+        the first successful decode)."""
+        if self.is_pcm:
+            return sum(len(part) for part in self._pcm_parts) / SAMPLE_RATE
+        new_bytes = self.bytes_received - self._decoded_bytes
+        if new_bytes == 0:
+            return 0.0
+        if self._samples.size == 0:
+            return float("inf")
+        bytes_per_second = self._decoded_bytes / (self._samples.size / SAMPLE_RATE)
+        return new_bytes / bytes_per_second
+
+    def samples(self, *, final: bool = False) -> np.ndarray:
+        """All the audio so far, decoded (may raise AudioIncomplete unless final, or AudioDecodeError)."""
+        if self.is_pcm:
+            if self._pcm_parts:
+                self._samples = np.concatenate([self._samples, *self._pcm_parts])
+                self._pcm_parts.clear()
+            return self._samples
+        if self._decoded_bytes != self.bytes_received or (final and self._samples.size == 0):
+            self._samples = decode(bytes(self._data), final=final)
+            self._decoded_bytes = self.bytes_received
+        return self._samples
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     # PyAV puts the (meaningless, in-memory) file name after a colon: keep FFmpeg's own words.

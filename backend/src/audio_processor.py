@@ -1,4 +1,5 @@
-"""AudioProcessor: decodes audio and runs the engine, a few inferences at a time, off the event loop."""
+"""AudioProcessor: decodes audio, finds the speech, and runs the engine on it, a few inferences at a time,
+off the event loop."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import numpy as np
 
 from . import audio as audio_codec
 from .audio import SAMPLE_RATE
-from .engines.base import Engine
+from .engines.base import Detection, Engine
 from .protocol import Identification
+from .vad import Speech, VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
 
@@ -23,17 +25,20 @@ class AudioProcessor:
         engine: Engine,
         max_concurrent_calls: int = 3,
         *,
-        min_audio_seconds: float = 0.3,
+        vad: VoiceActivityDetector | None = None,
+        min_speech_seconds: float = 0.5,
         gc_after_processing: bool = True,
     ) -> None:
         self.engine = engine
         self.max_concurrent_calls = max_concurrent_calls
-        self.min_audio_seconds = min_audio_seconds
+        self.vad = vad or VoiceActivityDetector()
+        self.min_speech_seconds = min_speech_seconds
         self.gc_after_processing = gc_after_processing
         self._semaphore = asyncio.Semaphore(max_concurrent_calls)
 
     def load(self) -> None:
         self.engine.load()
+        self.vad.find_speech(np.zeros(SAMPLE_RATE, dtype=np.float32))  # load the VAD model now, not mid-request
 
     def close(self) -> None:
         self.engine.close()
@@ -48,34 +53,55 @@ class AudioProcessor:
         )
         return samples
 
+    async def find_speech(self, samples: np.ndarray) -> Speech:
+        return await asyncio.to_thread(self.vad.find_speech, samples)
+
     async def process_audio(
-        self, samples: np.ndarray, connection_id: str, languages: list[str] | None = None
+        self,
+        samples: np.ndarray,
+        connection_id: str,
+        languages: list[str] | None = None,
+        speech: Speech | None = None,
     ) -> Identification:
-        """Identify the language of 16 kHz mono float32 samples."""
+        """Identify the language spoken in 16 kHz mono float32 samples (only their speech is used).
+
+        Without enough speech the result has no probabilities and a `reason` ("no_speech", "too_short").
+        """
         duration = len(samples) / SAMPLE_RATE
-        if duration < self.min_audio_seconds:
-            logger.info("[%s] %.2fs of audio is too short to identify", connection_id, duration)
-            return Identification([], 0.0, duration, self.engine.name, reason="too_short")
+        if speech is None:
+            speech = await self.find_speech(samples)
+        speech_seconds = speech.seconds
+        extra = {"speech_duration": round(speech_seconds, 3)}
+        if speech_seconds < self.min_speech_seconds:
+            reason = "no_speech" if speech_seconds == 0 else "too_short"
+            logger.info("[%s] %s: %.2fs of speech in %.2fs of audio", connection_id, reason, speech_seconds, duration)
+            return Identification([], 0.0, duration, self.engine.name, reason=reason, extra=extra)
+        voiced = speech.audio(samples)
         async with self._semaphore:
             started = time.perf_counter()
-            try:
-                detection = await asyncio.to_thread(self.engine.detect, samples, languages)
-            finally:
-                elapsed = time.perf_counter() - started
-                if self.gc_after_processing:
-                    gc.collect()
+            detection = await asyncio.to_thread(self._detect, voiced, languages)
+            elapsed = time.perf_counter() - started
         result = Identification(
             probabilities=detection.probabilities,
             processing_time=elapsed,
             audio_duration=duration,
             engine=self.engine.name,
             reason=None if detection.probabilities else "uncertain",
+            extra=extra,
         )
         logger.info(
-            "[%s] Detected %s (%s) in %.3fs on %.2fs of audio",
-            connection_id, result.language, _fmt(detection.probabilities), elapsed, duration,
+            "[%s] Detected %s (%s) in %.3fs on %.2fs of speech",
+            connection_id, result.language, _fmt(detection.probabilities), elapsed, speech_seconds,
         )
         return result
+
+
+    def _detect(self, voiced: np.ndarray, languages: list[str] | None) -> Detection:
+        try:
+            return self.engine.detect(voiced, languages)
+        finally:
+            if self.gc_after_processing:
+                gc.collect()  # in the worker thread, not on the event loop
 
 
 def _fmt(probabilities: list[tuple[str, float | None]]) -> str:

@@ -19,6 +19,7 @@ from .audio_processor import AudioProcessor
 from .config.settings import Settings, SettingsError, get_settings, logging_config, server_config
 from .engines import create_engine
 from .metrics import ServerMetrics
+from .vad import VoiceActivityDetector
 from .websocket_manager import WebSocketManager
 
 logger = logging.getLogger("src.main")
@@ -34,11 +35,16 @@ def create_app(settings: Settings) -> FastAPI:
     audio_processor = AudioProcessor(
         create_engine(settings),
         max_concurrent_calls=settings.MAX_CONCURRENT_CALLS,
-        min_audio_seconds=settings.MIN_AUDIO_SECONDS,
+        vad=VoiceActivityDetector(threshold=settings.VAD_THRESHOLD),
+        min_speech_seconds=settings.MIN_SPEECH_SECONDS,
         gc_after_processing=settings.GC_AFTER_PROCESSING,
     )
     ws_manager = WebSocketManager(
-        audio_processor, metrics, min_audio_size=settings.MIN_AUDIO_SIZE, top_k=settings.TOP_K
+        audio_processor,
+        metrics,
+        min_audio_size=settings.MIN_AUDIO_SIZE,
+        top_k=settings.TOP_K,
+        stream_policy=settings.stream_policy(),
     )
 
     @asynccontextmanager

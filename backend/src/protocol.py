@@ -4,17 +4,21 @@ Server to client, all JSON objects:
 - `{"status": "success", "data": {...}, "timestamp": ISO-8601, "connection_id": id}`: the answer.
 - `{"status": "error", "message": str, "timestamp": ..., "connection_id": id}`: what went wrong.
 
-Client to server: binary frames of audio; text frames of JSON, `{"type": "stop"}` to ask for the answer now.
+Stream mode adds `{"status": "partial", "data": {...}, ...}` answers before the final success.
+
+Client to server: binary frames of audio; text frames of JSON: `{"type": "start", "mode": "stream", ...}`
+first (optional, see ConnectionOptions), `{"type": "stop"}` to ask for the (final) answer now.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from .languages import language_name
+from .audio import PCM_FORMATS
+from .languages import language_name, parse_language_list
 
 
 class ProtocolError(ValueError):
@@ -68,6 +72,10 @@ def success(data: dict[str, Any], connection_id: str) -> dict[str, Any]:
     return {"status": "success", "data": data, "timestamp": timestamp(), "connection_id": connection_id}
 
 
+def partial(data: dict[str, Any], connection_id: str) -> dict[str, Any]:
+    return {"status": "partial", "data": data, "timestamp": timestamp(), "connection_id": connection_id}
+
+
 def error(message: str, connection_id: str) -> dict[str, Any]:
     return {"status": "error", "message": message, "timestamp": timestamp(), "connection_id": connection_id}
 
@@ -78,7 +86,66 @@ class ClientMessage:
     body: dict[str, Any]
 
 
-CLIENT_MESSAGE_TYPES = ("stop",)
+CLIENT_MESSAGE_TYPES = ("start", "stop")
+MODES = ("once", "stream")
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    """How a client wants its connection served: from the query string and/or a first "start" frame."""
+
+    mode: str = "once"  # "once": the original one answer at 20 KB; "stream": partial answers, then a final one
+    languages: list[str] | None = None  # candidate languages; probabilities renormalised over them
+    top_k: int | None = None  # how many candidates each answer lists (default: the TOP_K setting)
+    format: str | None = None  # None: a compressed container (webm, mp4, ogg, ...); or pcm_s16le / pcm_f32le
+    sample_rate: int | None = None  # of raw PCM
+
+    def merged(self, values: dict[str, Any]) -> "ConnectionOptions":
+        """These options updated from a query string or a start frame (checked; ProtocolError if bad)."""
+        changes: dict[str, Any] = {}
+        if values.get("mode") is not None:
+            mode = str(values["mode"]).strip().lower()
+            if mode not in MODES:
+                raise ProtocolError(f"unknown mode {mode[:20]!r}; expected one of: {', '.join(MODES)}")
+            changes["mode"] = mode
+        if values.get("languages") is not None:
+            raw = values["languages"]
+            if not isinstance(raw, (str, list)) or not all(isinstance(item, str) for item in (raw if isinstance(raw, list) else [raw])):
+                raise ProtocolError("languages must be a list of language codes or a comma-separated string")
+            try:
+                changes["languages"] = parse_language_list(raw)
+            except ValueError as exc:
+                raise ProtocolError(str(exc)) from None
+        if values.get("top_k") is not None:
+            changes["top_k"] = _int_in(values["top_k"], "top_k", 1, 100)
+        if values.get("format") is not None:
+            fmt = str(values["format"]).strip().lower()
+            if fmt in ("", "auto", "container"):
+                fmt = None
+            elif fmt not in PCM_FORMATS:
+                raise ProtocolError(
+                    f"unknown format {fmt[:20]!r}: send a container (webm, mp4, ogg, wav, mp3, flac; detected "
+                    f"by itself) or declare raw audio as one of {', '.join(PCM_FORMATS)}"
+                )
+            changes["format"] = fmt
+        if values.get("sample_rate") is not None:
+            changes["sample_rate"] = _int_in(values["sample_rate"], "sample_rate", 8000, 192000)
+        options = replace(self, **changes)
+        if options.format is not None and options.sample_rate is None:
+            raise ProtocolError(f"format {options.format} needs a sample_rate (e.g. 16000)")
+        return options
+
+
+def _int_in(value: Any, name: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+        if isinstance(value, float) and value != number:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ProtocolError(f"{name} must be a whole number") from None
+    if not low <= number <= high:
+        raise ProtocolError(f"{name} must be between {low} and {high}")
+    return number
 
 
 def parse_client_message(text: str) -> ClientMessage:

@@ -56,7 +56,8 @@ def test_confidence_is_the_models_probability(server):
     """Two different clips give two different probabilities: the confidence is computed, not a constant."""
     confidences = set()
     for file in ["en_cv_1.mp3", "de_cv_1.mp3", "sl_cv_1.mp3"]:
-        answer = exchange(server.ws, encode(clip(file).samples(), "wav"), frame_size=4096).last
+        audio = encode(clip(file).samples(), "wav")
+        answer = exchange(server.ws, audio, frame_size=len(audio)).last
         assert answer["status"] == "success", answer
         confidences.add(answer["data"]["confidence"])
     assert len(confidences) == 3
@@ -96,10 +97,20 @@ def test_short_clip_answers_on_stop(server):
     assert result.last["data"]["audio_duration"] == pytest.approx(1.5, abs=0.05)
 
 
-def test_too_short_audio_has_no_language(server):
-    answer = exchange(server.ws, encode(tone(0.1), "wav")).last
+def test_too_short_speech_has_no_language(server):
+    speech = clip("en_cv_5.mp3").samples()[16000 : 16000 + 6400]  # 0.4 s from the middle of a sentence
+    answer = exchange(server.ws, encode(speech, "wav")).last
     assert answer["status"] == "success"
-    assert answer["data"]["language"] is None and answer["data"]["reason"] == "too_short"
+    data = answer["data"]
+    assert data["language"] is None and data["reason"] == "too_short" and data["confidence"] is None
+    assert 0 < data["speech_duration"] < 0.5
+
+
+def test_a_tone_is_no_speech(server):
+    answer = exchange(server.ws, encode(tone(2.0), "webm")).last
+    assert answer["status"] == "success"
+    assert answer["data"]["language"] is None and answer["data"]["reason"] == "no_speech"
+    assert answer["data"]["speech_duration"] == 0
 
 
 def test_garbage_gets_an_error_and_the_server_goes_on(server):

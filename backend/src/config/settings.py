@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dotenv import find_dotenv, load_dotenv
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+if TYPE_CHECKING:
+    from ..streaming import StreamPolicy
 
 
 class SettingsError(RuntimeError):
@@ -20,7 +24,9 @@ class SettingsError(RuntimeError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     # --- server -------------------------------------------------------------------------------
     HOST: str = "0.0.0.0"
@@ -71,12 +77,45 @@ class Settings(BaseSettings):
     """Bytes of audio to buffer before answering (the original design's 20 KB)."""
     TOP_K: int = Field(5, ge=1, le=100)
     """How many candidate languages each answer lists in `top`."""
-    MIN_AUDIO_SECONDS: float = Field(0.3, ge=0.0)
-    """Shorter audio gets no language but `reason: "too_short"`."""
+    MIN_SPEECH_SECONDS: float = Field(0.5, ge=0.0)
+    """Answers resting on less speech than this (per the VAD) name no language: `reason: "too_short"`
+    (`"no_speech"` when there is none at all)."""
+    VAD_THRESHOLD: float = Field(0.5, gt=0.0, lt=1.0)
+    """Silero VAD speech probability above which a 32 ms window counts as speech."""
+
+    # --- stream mode (see src/streaming.py for the rule) -----------------------------------------
+    STREAM_FIRST_PARTIAL_SECONDS: float = Field(1.0, gt=0.0)
+    """Seconds of speech before the first partial answer."""
+    STREAM_UPDATE_SECONDS: float = Field(1.0, gt=0.0)
+    """Seconds of new speech between two partial answers."""
+    STREAM_MAX_SECONDS: float = Field(15.0, gt=0.0, le=120.0)
+    """Seconds of audio after which a stream's answer is final whatever its confidence."""
+    FINAL_PROBABILITY: float = Field(0.8, ge=0.0, le=1.0)
+    """A partial answer is confident (and final) when its top probability is at least this ..."""
+    FINAL_MARGIN: float = Field(0.5, ge=0.0, le=1.0)
+    """... and it leads the runner-up by at least this ..."""
+    FINAL_STABLE_UPDATES: int = Field(2, ge=1)
+    """... for the same language over this many consecutive detections."""
+    UNCERTAIN_BELOW: float = Field(0.4, ge=0.0, le=1.0)
+    """A final stream answer whose top probability is under this names no language: `reason: "uncertain"`."""
     MAX_CONCURRENT_CALLS: int = Field(3, ge=1)
     """Inferences allowed to run at the same time (the AudioProcessor's semaphore)."""
     GC_AFTER_PROCESSING: bool = True
     """Run the garbage collector after each inference, as the original design did (costs ~ms)."""
+
+    def stream_policy(self) -> "StreamPolicy":
+        from ..streaming import StreamPolicy
+
+        return StreamPolicy(
+            first_partial_seconds=self.STREAM_FIRST_PARTIAL_SECONDS,
+            update_seconds=self.STREAM_UPDATE_SECONDS,
+            max_seconds=self.STREAM_MAX_SECONDS,
+            final_probability=self.FINAL_PROBABILITY,
+            final_margin=self.FINAL_MARGIN,
+            stable_updates=self.FINAL_STABLE_UPDATES,
+            min_speech_seconds=self.MIN_SPEECH_SECONDS,
+            uncertain_below=self.UNCERTAIN_BELOW,
+        )
 
     @field_validator("HOST", "OPENAI_MODEL")
     @classmethod

@@ -1,0 +1,50 @@
+"""Voice activity: the Silero VAD that ships inside faster-whisper finds the speech in audio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from .audio import SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Where the speech is in a piece of audio."""
+
+    segments: list[tuple[int, int]]  # (start, end) sample indexes
+
+    @property
+    def seconds(self) -> float:
+        return sum(end - start for start, end in self.segments) / SAMPLE_RATE
+
+    def audio(self, samples: np.ndarray) -> np.ndarray:
+        """The speech parts of the samples, joined."""
+        if not self.segments:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate([samples[start:end] for start, end in self.segments])
+
+
+class VoiceActivityDetector:
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        min_speech_ms: int = 250,
+        min_silence_ms: int = 500,
+        pad_ms: int = 100,
+    ) -> None:
+        self.options = VadOptions(
+            threshold=threshold,
+            min_speech_duration_ms=min_speech_ms,
+            min_silence_duration_ms=min_silence_ms,
+            speech_pad_ms=pad_ms,
+        )
+
+    def find_speech(self, samples: np.ndarray) -> Speech:
+        """Speech segments of 16 kHz mono float32 audio (none in silence, noise, hum or tones)."""
+        if samples.size < 512:
+            return Speech([])
+        stamps = get_speech_timestamps(samples, self.options, sampling_rate=SAMPLE_RATE)
+        return Speech([(int(s["start"]), int(min(s["end"], samples.size))) for s in stamps])

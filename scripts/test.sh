@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install what the tests need (a virtualenv in .venv, the Python requirements, and the Debian
+# packages the browser tests use when they are missing and we are root), then run the test suite.
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -f scripts/system-deps.txt ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    missing=()
+    while read -r pkg; do
+        [ -z "$pkg" ] || [ "${pkg#\#}" != "$pkg" ] && continue
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done < scripts/system-deps.txt
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "Installing Debian packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+exec .venv/bin/python -m pytest backend/tests "$@"
