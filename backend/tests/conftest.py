@@ -171,3 +171,60 @@ def exchange(
         except TimeoutError:
             pytest.fail(f"no close from the server within {timeout}s; got {messages}")
         return Exchange(messages, ws.close_code, ws.close_reason or "")
+
+
+def stream_exchange(
+    url: str,
+    audio: bytes,
+    seconds: float,
+    *,
+    chunk_seconds: float = 0.25,
+    speed: float = 1.0,
+    start: dict | None = None,
+    stop: bool = True,
+    timeout: float = 60,
+) -> tuple[list[dict], list[float], int | None]:
+    """Stream audio (`seconds` long) in chunks of `chunk_seconds`, paced at `speed` x real time, reading
+    answers as they come. Returns the messages, their arrival times (s since the first frame) and the
+    close code."""
+    from websockets.exceptions import ConnectionClosed
+
+    per_chunk = max(1, int(len(audio) * chunk_seconds / seconds))
+    frames = [audio[i : i + per_chunk] for i in range(0, len(audio), per_chunk)]
+    messages: list[dict] = []
+    times: list[float] = []
+    with connect(url, open_timeout=10, close_timeout=5, max_size=None) as ws:
+        if start is not None:
+            ws.send(json.dumps(start))
+        t0 = time.monotonic()
+
+        def drain(until: float) -> bool:
+            while True:
+                left = until - time.monotonic()
+                try:
+                    message = ws.recv(timeout=max(0.0, left))
+                except TimeoutError:
+                    return True
+                except ConnectionClosed:
+                    return False
+                messages.append(json.loads(message))
+                times.append(time.monotonic() - t0)
+
+        open_ = True
+        for index, frame in enumerate(frames):
+            try:
+                ws.send(frame)
+            except ConnectionClosed:
+                open_ = False
+                break
+            if not drain(t0 + (index + 1) * chunk_seconds / speed):
+                open_ = False
+                break
+        if open_ and stop:
+            try:
+                ws.send(json.dumps({"type": "stop"}))
+            except ConnectionClosed:
+                pass
+        if open_ and drain(time.monotonic() + timeout):
+            pytest.fail(f"the server did not close within {timeout}s; got {messages}")
+        return messages, times, ws.close_code
