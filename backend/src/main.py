@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from pathlib import Path
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from .audio_processor import AudioProcessor
 from .config.settings import Settings, SettingsError, get_settings, logging_config, server_config
@@ -23,6 +26,8 @@ from .vad import VoiceActivityDetector
 from .websocket_manager import WebSocketManager
 
 logger = logging.getLogger("src.main")
+
+WEB_DIR = Path(__file__).resolve().parent / "web"  # the browser page served at /ui
 
 
 def configure_logging(settings: Settings) -> None:
@@ -79,6 +84,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/metrics")
     async def get_metrics() -> dict:
         return metrics.get_metrics_dict()
+
+    @app.get("/ui", include_in_schema=False)
+    async def ui_redirect() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    app.mount("/ui/", StaticFiles(directory=WEB_DIR, html=True), name="ui")
 
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
