@@ -12,7 +12,7 @@ import numpy as np
 
 from . import audio as audio_codec
 from .audio import SAMPLE_RATE
-from .engines.base import Detection, Engine
+from .engines.base import Engine
 from .protocol import Identification
 from .vad import Speech, VoiceActivityDetector
 
@@ -63,25 +63,46 @@ class AudioProcessor:
         languages: list[str] | None = None,
         speech: Speech | None = None,
     ) -> Identification:
-        """Identify the language spoken in 16 kHz mono float32 samples (only their speech is used).
+        """Identify the language spoken in 16 kHz mono float32 samples, in a worker thread, at most
+        `max_concurrent_calls` at a time (see `identify`)."""
+        async with self._semaphore:
+            result = await asyncio.to_thread(self.identify, samples, languages, speech)
+        if result.reason in ("no_speech", "too_short"):
+            logger.info(
+                "[%s] %s: %.2fs of speech in %.2fs of audio",
+                connection_id, result.reason, result.extra["speech_duration"], result.audio_duration,
+            )
+        else:
+            logger.info(
+                "[%s] Detected %s (%s) in %.3fs on %.2fs of speech",
+                connection_id, result.language, _fmt(result.probabilities), result.processing_time,
+                result.extra["speech_duration"],
+            )
+        return result
+
+    def identify(
+        self, samples: np.ndarray, languages: list[str] | None = None, speech: Speech | None = None
+    ) -> Identification:
+        """Blocking: find the speech (unless given), then run the engine on it alone.
 
         Without enough speech the result has no probabilities and a `reason` ("no_speech", "too_short").
+        The command line and the evaluation scripts call this directly.
         """
         duration = len(samples) / SAMPLE_RATE
         if speech is None:
-            speech = await self.find_speech(samples)
-        speech_seconds = speech.seconds
-        extra = {"speech_duration": round(speech_seconds, 3)}
-        if speech_seconds < self.min_speech_seconds:
-            reason = "no_speech" if speech_seconds == 0 else "too_short"
-            logger.info("[%s] %s: %.2fs of speech in %.2fs of audio", connection_id, reason, speech_seconds, duration)
+            speech = self.vad.find_speech(samples)
+        extra = {"speech_duration": round(speech.seconds, 3)}
+        if speech.seconds < self.min_speech_seconds:
+            reason = "no_speech" if speech.seconds == 0 else "too_short"
             return Identification([], 0.0, duration, self.engine.name, reason=reason, extra=extra)
-        voiced = speech.audio(samples)
-        async with self._semaphore:
-            started = time.perf_counter()
-            detection = await asyncio.to_thread(self._detect, voiced, languages)
+        started = time.perf_counter()
+        try:
+            detection = self.engine.detect(speech.audio(samples), languages)
+        finally:
             elapsed = time.perf_counter() - started
-        result = Identification(
+            if self.gc_after_processing:
+                gc.collect()
+        return Identification(
             probabilities=detection.probabilities,
             processing_time=elapsed,
             audio_duration=duration,
@@ -89,19 +110,6 @@ class AudioProcessor:
             reason=None if detection.probabilities else "uncertain",
             extra=extra,
         )
-        logger.info(
-            "[%s] Detected %s (%s) in %.3fs on %.2fs of speech",
-            connection_id, result.language, _fmt(detection.probabilities), elapsed, speech_seconds,
-        )
-        return result
-
-
-    def _detect(self, voiced: np.ndarray, languages: list[str] | None) -> Detection:
-        try:
-            return self.engine.detect(voiced, languages)
-        finally:
-            if self.gc_after_processing:
-                gc.collect()  # in the worker thread, not on the event loop
 
 
 def _fmt(probabilities: list[tuple[str, float | None]]) -> str:
