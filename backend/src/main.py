@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from . import http_api
 from .audio_processor import AudioProcessor
 from .config.settings import Settings, SettingsError, get_settings, logging_config, server_config
 from .engines import create_engine
@@ -84,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/metrics")
     async def get_metrics() -> dict:
         return metrics.get_metrics_dict()
+
+    app.include_router(http_api.router)
 
     @app.get("/ui", include_in_schema=False)
     async def ui_redirect() -> RedirectResponse:

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     # --- audio and answers --------------------------------------------------------------------
     MIN_AUDIO_SIZE: int = Field(20000, ge=1)
     """Bytes of audio to buffer before answering (the original design's 20 KB)."""
+    MAX_UPLOAD_BYTES: int = Field(10 * 1024 * 1024, ge=1)
+    """Largest audio file POST /detect accepts (413 above)."""
     TOP_K: int = Field(5, ge=1, le=100)
     """How many candidate languages each answer lists in `top`."""
     MIN_SPEECH_SECONDS: float = Field(0.5, ge=0.0)

@@ -1,0 +1,121 @@
+"""HTTP API: POST /detect, the audio of a file in one request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from . import protocol
+from .audio import AudioDecodeError
+from .audio import decode as decode_audio
+from .audio_processor import AudioProcessor
+from .engines.base import EngineError
+from .languages import parse_language_list
+from .metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+class HTTPProblem(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def get_processor(request: Request) -> AudioProcessor:
+    return request.app.state.audio_processor
+
+
+def get_metrics(request: Request) -> ServerMetrics:
+    return request.app.state.metrics
+
+
+async def _read_audio(request: Request, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
+    """The audio from a raw body, or from the multipart field `file` (with its other fields)."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise HTTPProblem(413, f"the audio is larger than {max_bytes} bytes")
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=1, max_fields=10, max_part_size=max_bytes)
+        except Exception as exc:  # malformed multipart bodies raise various parser errors
+            raise HTTPProblem(400, f"could not read the multipart body: {exc}") from None
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPProblem(400, "a multipart request needs the audio in a field named 'file'")
+        data = await upload.read()
+        fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    else:
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > max_bytes:
+                raise HTTPProblem(413, f"the audio is larger than {max_bytes} bytes")
+        data, fields = bytes(data), {}
+    if len(data) > max_bytes:
+        raise HTTPProblem(413, f"the audio is larger than {max_bytes} bytes")
+    if not data:
+        raise HTTPProblem(400, "no audio: send the file as the request body or as a multipart field 'file'")
+    return data, fields
+
+
+@router.post(
+    "/detect",
+    summary="Identify the language of an audio file",
+    responses={400: {"description": "bad audio or options"}, 413: {"description": "audio too large"}},
+)
+async def detect(
+    request: Request,
+    processor: Annotated[AudioProcessor, Depends(get_processor)],
+    metrics: Annotated[ServerMetrics, Depends(get_metrics)],
+    languages: Annotated[str | None, Query(description="candidate languages, e.g. en,es,fr")] = None,
+    top_k: Annotated[int | None, Query(ge=1, le=100, description="how many candidates to list")] = None,
+) -> JSONResponse:
+    request_id = str(uuid.uuid4())[:8]
+    settings = request.app.state.settings
+    try:
+        data, fields = await _read_audio(request, settings.MAX_UPLOAD_BYTES)
+        try:
+            candidates = parse_language_list(fields.get("languages", languages))
+        except ValueError as exc:
+            raise HTTPProblem(400, str(exc)) from None
+        k = top_k
+        if "top_k" in fields:
+            try:
+                k = int(fields["top_k"])
+            except ValueError:
+                raise HTTPProblem(400, "top_k must be a whole number") from None
+            if not 1 <= k <= 100:
+                raise HTTPProblem(400, "top_k must be between 1 and 100")
+        try:
+            samples = await asyncio.to_thread(decode_audio, data)
+        except AudioDecodeError as exc:
+            raise HTTPProblem(400, str(exc)) from None
+        metrics.total_requests += 1
+        metrics.active_processes += 1
+        try:
+            result = await processor.process_audio(samples, request_id, candidates)
+        except EngineError as exc:
+            raise HTTPProblem(502, str(exc)) from None
+        finally:
+            metrics.active_processes -= 1
+        if result.probabilities:
+            metrics.processing_times.append(result.processing_time)
+        answer = protocol.answer_data(result, request_id, k or settings.TOP_K)
+        answer["final"] = True
+        if candidates:
+            answer["candidates"] = candidates
+        return JSONResponse(protocol.success(answer, request_id))
+    except HTTPProblem as exc:
+        metrics.errors += 1
+        logger.warning("[%s] POST /detect: %s", request_id, exc.message)
+        return JSONResponse(protocol.error(exc.message, request_id), status_code=exc.status)
