@@ -1,0 +1,55 @@
+"""The local engine in-process: the batched encoder gives the same answers as single calls."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from audio_tools import clip
+
+
+@pytest.fixture(scope="module")
+def engine(model_cache):
+    from src.engines.local_whisper import LocalWhisperEngine
+
+    eng = LocalWhisperEngine(cache_dir=str(model_cache), max_batch=2)
+    eng.load()
+    yield eng
+    eng.close()
+
+
+def test_concurrent_detections_are_batched_and_agree(engine):
+    files = ["en_cv_5.mp3", "es_cv_3.mp3", "de_cv_3.mp3", "fr_cv_3.mp3", "ja_cv_1.mp3", "zh_cv_1.mp3"]
+    samples = [clip(file).samples() for file in files]
+    single = [engine.detect(s).probabilities for s in samples]
+    calls = []
+    original = engine._detect_batch
+
+    def spy(batch):
+        calls.append(len(batch))
+        return original(batch)
+
+    engine._batcher._run_batch = spy
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            together = list(pool.map(lambda s: engine.detect(s).probabilities, samples))
+    finally:
+        engine._batcher._run_batch = original
+    assert sum(calls) == len(files) and max(calls) == 2, calls  # some detections shared an encoder pass
+    for file, a, b in zip(files, single, together):
+        assert a[0][0] == b[0][0] == file[:2]
+        assert a[0][1] == pytest.approx(b[0][1], abs=0.02)
+
+
+def test_candidates_renormalise(engine):
+    probabilities = engine.detect(clip("pt_cv_1.mp3").samples(), ["es", "pt"]).probabilities
+    assert [code for code, _ in probabilities] == ["pt", "es"]
+    assert sum(p for _, p in probabilities) == pytest.approx(1.0)
+
+
+def test_engine_error_reaches_the_caller(engine):
+    from src.engines.base import EngineError
+
+    with pytest.raises(EngineError):
+        engine.detect(clip("pt_cv_1.mp3").samples()[:0])
