@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -19,6 +20,10 @@ from .vad import Speech, VoiceActivityDetector
 logger = logging.getLogger(__name__)
 
 
+class Busy(RuntimeError):
+    """Too many detections are waiting already: answer "busy" now rather than pile up."""
+
+
 class AudioProcessor:
     def __init__(
         self,
@@ -28,12 +33,17 @@ class AudioProcessor:
         vad: VoiceActivityDetector | None = None,
         min_speech_seconds: float = 0.5,
         gc_after_processing: bool = True,
+        max_queued: int | None = None,
+        on_queue_change: Callable[[int], None] | None = None,
     ) -> None:
         self.engine = engine
         self.max_concurrent_calls = max_concurrent_calls
         self.vad = vad or VoiceActivityDetector()
         self.min_speech_seconds = min_speech_seconds
         self.gc_after_processing = gc_after_processing
+        self.max_queued = max_queued
+        self.queue_depth = 0  # detections waiting for a slot
+        self._on_queue_change = on_queue_change
         self._semaphore = asyncio.Semaphore(max_concurrent_calls)
 
     def load(self) -> None:
@@ -64,9 +74,21 @@ class AudioProcessor:
         speech: Speech | None = None,
     ) -> Identification:
         """Identify the language spoken in 16 kHz mono float32 samples, in a worker thread, at most
-        `max_concurrent_calls` at a time (see `identify`)."""
-        async with self._semaphore:
-            result = await asyncio.to_thread(self.identify, samples, languages, speech)
+        `max_concurrent_calls` at a time (see `identify`). Raises Busy when `max_queued` detections are
+        waiting already."""
+        if self._semaphore.locked():
+            if self.max_queued is not None and self.queue_depth >= self.max_queued:
+                raise Busy(f"the server is busy ({self.queue_depth} detections waiting): try again later")
+        self._queue_changed(+1)
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self._queue_changed(-1)
+        work = asyncio.ensure_future(asyncio.to_thread(self.identify, samples, languages, speech))
+        # The slot is freed when the thread is done, even if the caller was cancelled meanwhile (client
+        # gone): the thread cannot be interrupted, its result is then discarded.
+        work.add_done_callback(self._release)
+        result = await asyncio.shield(work)
         if result.reason in ("no_speech", "too_short"):
             logger.info(
                 "[%s] %s: %.2fs of speech in %.2fs of audio",
@@ -79,6 +101,16 @@ class AudioProcessor:
                 result.extra["speech_duration"],
             )
         return result
+
+    def _release(self, work: asyncio.Future) -> None:
+        self._semaphore.release()
+        if not work.cancelled():
+            work.exception()  # retrieved, so a discarded failure is not reported as "never retrieved"
+
+    def _queue_changed(self, delta: int) -> None:
+        self.queue_depth += delta
+        if self._on_queue_change is not None:
+            self._on_queue_change(self.queue_depth)
 
     def identify(
         self, samples: np.ndarray, languages: list[str] | None = None, speech: Speech | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Annotated, Any
 
@@ -11,23 +12,25 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from . import protocol
+from .access import require_api_key
 from .audio import AudioDecodeError
 from .audio import decode as decode_audio
-from .audio_processor import AudioProcessor
+from .audio_processor import AudioProcessor, Busy
 from .engines.base import EngineError
 from .languages import parse_language_list
 from .metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(require_api_key)])
 
 
 class HTTPProblem(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, kind: str = "bad_input") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.kind = kind
 
 
 def get_processor(request: Request) -> AudioProcessor:
@@ -42,7 +45,7 @@ async def _read_audio(request: Request, max_bytes: int) -> tuple[bytes, dict[str
     """The audio from a raw body, or from the multipart field `file` (with its other fields)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes:
-        raise HTTPProblem(413, f"the audio is larger than {max_bytes} bytes")
+        raise HTTPProblem(413, f"the audio is larger than {max_bytes} bytes", "too_large")
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         try:
@@ -59,10 +62,10 @@ async def _read_audio(request: Request, max_bytes: int) -> tuple[bytes, dict[str
         async for chunk in request.stream():
             data += chunk
             if len(data) > max_bytes:
-                raise HTTPProblem(413, f"the audio is larger than {max_bytes} bytes")
+                raise HTTPProblem(413, f"the audio is larger than {max_bytes} bytes", "too_large")
         data, fields = bytes(data), {}
     if len(data) > max_bytes:
-        raise HTTPProblem(413, f"the audio is larger than {max_bytes} bytes")
+        raise HTTPProblem(413, f"the audio is larger than {max_bytes} bytes", "too_large")
     if not data:
         raise HTTPProblem(400, "no audio: send the file as the request body or as a multipart field 'file'")
     return data, fields
@@ -87,7 +90,7 @@ async def detect(
         try:
             candidates = parse_language_list(fields.get("languages", languages))
         except ValueError as exc:
-            raise HTTPProblem(400, str(exc)) from None
+            raise HTTPProblem(400, str(exc), "bad_message") from None
         k = top_k
         if "top_k" in fields:
             try:
@@ -99,23 +102,29 @@ async def detect(
         try:
             samples = await asyncio.to_thread(decode_audio, data)
         except AudioDecodeError as exc:
-            raise HTTPProblem(400, str(exc)) from None
-        metrics.total_requests += 1
-        metrics.active_processes += 1
+            raise HTTPProblem(400, str(exc), "bad_audio") from None
+        asked_at = time.perf_counter()
+        metrics.detection_started()
+        processing_time = None
         try:
             result = await processor.process_audio(samples, request_id, candidates)
+            processing_time = result.processing_time if result.probabilities else None
+        except Busy as exc:
+            raise HTTPProblem(503, str(exc), "busy") from None
         except EngineError as exc:
-            raise HTTPProblem(502, str(exc)) from None
+            raise HTTPProblem(502, str(exc), "engine") from None
         finally:
-            metrics.active_processes -= 1
-        if result.probabilities:
-            metrics.processing_times.append(result.processing_time)
+            metrics.detection_finished(processing_time)
         answer = protocol.answer_data(result, request_id, k or settings.TOP_K)
         answer["final"] = True
         if candidates:
             answer["candidates"] = candidates
+        metrics.answered(result.language, result.reason, time.perf_counter() - asked_at)
         return JSONResponse(protocol.success(answer, request_id))
     except HTTPProblem as exc:
-        metrics.errors += 1
+        if exc.kind in ("too_large", "busy"):
+            metrics.rejected(exc.kind)
+        else:
+            metrics.error(exc.kind)
         logger.warning("[%s] POST /detect: %s", request_id, exc.message)
         return JSONResponse(protocol.error(exc.message, request_id), status_code=exc.status)

@@ -1,15 +1,20 @@
-"""ServerMetrics: what operators read at GET /metrics (the original design's counters and gauges)."""
+"""ServerMetrics: what operators read at GET /metrics (the original design's JSON) and, in Prometheus'
+text format, at GET /metrics/prometheus."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 import psutil
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import Counter as PromCounter
 
 logger = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 
 
 class ServerMetrics:
@@ -19,10 +24,81 @@ class ServerMetrics:
         self.active_processes = 0
         self.total_requests = 0
         self.errors = 0
+        self.errors_by_type: Counter[str] = Counter()
+        self.rejections: Counter[str] = Counter()
+        self.queued_detections = 0
         self.cpu_cores = psutil.cpu_count(logical=True) or os.cpu_count() or 1
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime the counters: later calls measure since the previous one
         psutil.cpu_percent(None, percpu=True)
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._p_connections = PromCounter("langshazam_connections", "WebSocket connections opened", registry=r)
+        self._p_active = Gauge("langshazam_active_connections", "Open WebSocket connections", registry=r)
+        self._p_requests = PromCounter("langshazam_requests", "Detections requested", registry=r)
+        self._p_errors = PromCounter("langshazam_errors", "Errors answered, by type", ["type"], registry=r)
+        self._p_rejections = PromCounter(
+            "langshazam_rejections", "Connections or requests refused, by reason", ["reason"], registry=r
+        )
+        self._p_processing = Histogram(
+            "langshazam_processing_seconds", "Inference time per detection", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self._p_time_to_answer = Histogram(
+            "langshazam_time_to_answer_seconds", "From the audio that completed a request (or stop) to its final answer",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self._p_answers = PromCounter(
+            "langshazam_answers", "Final answers, by language (or reason when none)", ["language"], registry=r
+        )
+        self._p_queue = Gauge("langshazam_queue_depth", "Detections waiting for an inference slot", registry=r)
+        self._p_in_flight = Gauge("langshazam_active_processes", "Detections running", registry=r)
+        self._p_memory = Gauge("langshazam_memory_bytes", "Resident memory of the server", registry=r)
+
+    # --- events ---------------------------------------------------------------------------------------
+
+    def connection_opened(self) -> None:
+        self.active_connections += 1
+        self._p_connections.inc()
+        self._p_active.set(self.active_connections)
+
+    def connection_closed(self) -> None:
+        self.active_connections -= 1
+        self._p_active.set(self.active_connections)
+
+    def detection_started(self) -> None:
+        self.total_requests += 1
+        self.active_processes += 1
+        self._p_requests.inc()
+        self._p_in_flight.set(self.active_processes)
+
+    def detection_finished(self, processing_time: float | None) -> None:
+        self.active_processes -= 1
+        self._p_in_flight.set(self.active_processes)
+        if processing_time is not None:
+            self.processing_times.append(processing_time)
+            self._p_processing.observe(processing_time)
+
+    def queue_changed(self, depth: int) -> None:
+        self.queued_detections = depth
+        self._p_queue.set(depth)
+
+    def error(self, kind: str) -> None:
+        self.errors += 1
+        self.errors_by_type[kind] += 1
+        self._p_errors.labels(kind).inc()
+
+    def rejected(self, reason: str) -> None:
+        """A connection or request refused by a limit or an access rule (also counted as an error)."""
+        self.rejections[reason] += 1
+        self._p_rejections.labels(reason).inc()
+        self.error(reason)
+
+    def answered(self, language: str | None, reason: str | None, time_to_answer: float) -> None:
+        self._p_answers.labels(language or reason or "none").inc()
+        self._p_time_to_answer.observe(time_to_answer)
+
+    # --- reading ----------------------------------------------------------------------------------------
 
     @property
     def average_processing_time(self) -> float:
@@ -44,7 +120,14 @@ class ServerMetrics:
             "process_cpu_percent": round(process_cpu, 1),
             "cpu_cores": self.cpu_cores,
             "effective_cores_used": round(process_cpu / 100.0, 2),
+            "queued_detections": self.queued_detections,
+            "errors_by_type": dict(self.errors_by_type),
+            "rejections": dict(self.rejections),
         }
+
+    def prometheus(self) -> bytes:
+        self._p_memory.set(self._process.memory_info().rss)
+        return generate_latest(self.registry)
 
     def log_current_metrics(self, connection_id: str | None = None) -> None:
         m = self.get_metrics_dict()

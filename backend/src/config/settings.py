@@ -43,6 +43,27 @@ class Settings(BaseSettings):
     )
     """Comma-separated browser origins allowed to call the server from another origin. `*` allows all."""
 
+    API_KEY: str = ""
+    """When set, /ws, /detect and /metrics require it (`Authorization: Bearer KEY`, or `?token=KEY` on
+    /ws for browsers); `GET /` and the page at /ui stay open."""
+
+    # --- limits (each refusal is an error message, an RFC 6455 close code, and a count in /metrics) ---
+    MAX_CONNECTIONS: int = Field(64, ge=1)
+    """Open WebSocket connections at once; over it: "try again later" and close 1013."""
+    MAX_BYTES_PER_CONNECTION: int = Field(10 * 1024 * 1024, ge=1)
+    """Audio bytes one connection may send (close 1009 above)."""
+    MAX_AUDIO_SECONDS: float = Field(120.0, gt=0)
+    """Seconds of audio one connection may send (close 1009 above)."""
+    MAX_FRAME_BYTES: int = Field(1024 * 1024, ge=1)
+    """Largest single WebSocket frame (close 1009 above)."""
+    IDLE_TIMEOUT_SECONDS: float = Field(30.0, gt=0)
+    """A connection that sends nothing for this long is closed (1008)."""
+    MAX_QUEUED_DETECTIONS: int = Field(16, ge=0)
+    """Detections allowed to wait for an inference slot; beyond, answers are "busy" at once (close 1013)
+    and a stream skips a partial answer rather than queue it."""
+    SHUTDOWN_GRACE_SECONDS: float = Field(20.0, ge=0)
+    """On SIGTERM: stop accepting, let open connections get their answers for up to this long, then exit."""
+
     # --- engine -------------------------------------------------------------------------------
     ENGINE: Literal["local", "openai"] = "local"
     """Which engine identifies languages: `local` (embedded Whisper, offline) or `openai` (whisper-1 API)."""
