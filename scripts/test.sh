@@ -20,5 +20,6 @@ fi
 
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 exec .venv/bin/python -m pytest backend/tests "$@"

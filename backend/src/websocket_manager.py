@@ -236,6 +236,16 @@ class WebSocketManager:
         except AudioDecodeError as exc:
             raise ClientError(str(exc), kind="bad_audio") from None
 
+    @staticmethod
+    def _check_end_of_audio(message: ClientMessage | object, stream: AudioStream) -> None:
+        """A stop (or the server's shutdown) asks for the answer now: there must be audio to answer on."""
+        if message is not SHUTDOWN and message.type != "stop":  # type: ignore[attr-defined]
+            raise ClientError("a start message must be the first message of a connection", kind="bad_message")
+        if stream.bytes_received == 0:
+            if message is SHUTDOWN:
+                raise ClientError("the server is shutting down", CLOSE_GOING_AWAY, "shutting_down", True)
+            raise ClientError("no audio received before stop", kind="bad_message")
+
     async def _samples(self, stream: AudioStream, *, final: bool) -> np.ndarray:
         """The stream's audio so far (AudioIncomplete passes through; other failures end the connection)."""
         try:
@@ -273,14 +283,9 @@ class WebSocketManager:
                 if stream.bytes_received < self.min_audio_size:
                     continue
                 final = False
-            elif message is SHUTDOWN or message.type == "stop":
-                if stream.bytes_received == 0:
-                    if message is SHUTDOWN:
-                        raise ClientError("the server is shutting down", CLOSE_GOING_AWAY, "shutting_down", True)
-                    raise ClientError("no audio received before stop", kind="bad_message")
-                final = True
             else:
-                raise ClientError("a start message must be the first message of a connection", kind="bad_message")
+                self._check_end_of_audio(message, stream)
+                final = True
             asked_at = time.perf_counter()
             try:
                 samples = await self._samples(stream, final=final)
@@ -316,17 +321,12 @@ class WebSocketManager:
                     if message:
                         self._feed(stream, message)
                         wake.set()
-                elif message is SHUTDOWN or message.type == "stop":
-                    if stream.bytes_received == 0:
-                        if message is SHUTDOWN:
-                            raise ClientError("the server is shutting down", CLOSE_GOING_AWAY, "shutting_down", True)
-                        raise ClientError("no audio received before stop", kind="bad_message")
+                else:
+                    self._check_end_of_audio(message, stream)
                     state["stop"] = "shutdown" if message is SHUTDOWN else "stop"
                     state["stop_at"] = time.perf_counter()
                     wake.set()
                     return
-                else:
-                    raise ClientError("a start message must be the first message of a connection", kind="bad_message")
                 message = None
 
         async def analysis_loop() -> None:
