@@ -1,0 +1,729 @@
+#!/usr/bin/env python3
+"""Speed of LangShazam: in-process detection against stock faster-whisper, then a real server streaming.
+
+    python scripts/benchmark.py [--quick] [--manifest PATH] [--json PATH] [--no-server]
+
+From the repository root (it finds backend/ itself). Settings come from the environment / `.env` as for the
+server (MODEL_CACHE_DIR, WHISPER_CPU_THREADS, ...). The manifest (file, lang, seconds; clips in `clips/`
+beside it) defaults to ../shared/eval beside the project ($LANGSHAZAM_EVAL_DIR when set).
+
+1. In process, on the manifest's clips, several passes, ours and stock alternated clip by clip:
+   - ours: `processor.identify(samples)` (VAD + engine on the speech + gc when GC_AFTER_PROCESSING), and its
+     engine-only part (`Identification.processing_time`);
+   - stock: `processor.engine.model.detect_language(samples)`, the same WhisperModel (same weights, same
+     threads), which pads every input to 30 s;
+   per-clip medians over the passes, then median / p95 over the clips, the ratio stock/ours, top-1 of both;
+   and the cost of GC_AFTER_PROCESSING (a gc.collect() right after a detection).
+2. A real server (`python -m src.main` from backend/, 127.0.0.1, a free port), clips encoded to webm/opus and
+   streamed in real time in 250 ms chunks to /ws?mode=stream:
+   - latency, one stream at a time: time to the first answer and to the final one, from the moment the
+     chunk holding the first speech (per the VAD) is sent;
+   - throughput with 1, 4 and 16 concurrent streams (starts staggered over 1 s): final answers received vs
+     owed, time to final after stop, detections per second (/metrics total_requests delta), server CPU;
+   - server RSS after start-up, after the run, and its peak (sampled).
+   The server is always stopped at the end (SIGTERM, then kill), even on error or Ctrl-C.
+
+Default run ≤ 10 minutes; `--quick` about 2 minutes (one clip per language, one pass, fewer streams).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import gc
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BACKEND_DIR = REPO_ROOT / "backend"
+sys.path.insert(0, str(BACKEND_DIR))
+sys.path.insert(0, str(BACKEND_DIR / "tests"))  # audio_tools.encode (webm/opus like a browser)
+
+import numpy as np  # noqa: E402
+
+SAMPLE_RATE = 16000
+CHUNK_SECONDS = 0.25
+
+
+# --- small helpers ------------------------------------------------------------------------------------
+
+def default_manifest() -> Path:
+    base = os.environ.get("LANGSHAZAM_EVAL_DIR")
+    return Path(base) / "manifest.csv" if base else REPO_ROOT.parent / "shared" / "eval" / "manifest.csv"
+
+
+@dataclass(frozen=True)
+class Clip:
+    file: str
+    lang: str
+    seconds: float
+    path: Path
+
+
+def read_manifest(path: Path) -> list[Clip]:
+    if not path.is_file():
+        sys.exit(f"benchmark.py: no manifest at {path} (use --manifest PATH or set LANGSHAZAM_EVAL_DIR)")
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    clips = [Clip(r["file"], r["lang"].strip(), float(r["seconds"]), path.parent / "clips" / r["file"]) for r in rows]
+    absent = [c.file for c in clips if not c.path.is_file()]
+    if absent:
+        sys.exit(f"benchmark.py: {len(absent)} clip(s) missing from {path.parent / 'clips'}, e.g. {absent[0]}")
+    return clips
+
+
+def one_per_language(clips: list[Clip]) -> list[Clip]:
+    seen, out = set(), []
+    for clip in clips:
+        if clip.lang not in seen:
+            seen.add(clip.lang)
+            out.append(clip)
+    return out
+
+
+def round_robin(clips: list[Clip], n: int) -> list[Clip]:
+    """n clips, languages interleaved (first clip of each language, then the second of each, ...)."""
+    by_lang: dict[str, list[Clip]] = {}
+    for clip in clips:
+        by_lang.setdefault(clip.lang, []).append(clip)
+    out: list[Clip] = []
+    depth = 0
+    while len(out) < n and any(len(v) > depth for v in by_lang.values()):
+        out += [v[depth] for v in by_lang.values() if len(v) > depth]
+        depth += 1
+    return out[:n]
+
+
+def med(values) -> float:
+    return float(np.median(values)) if len(values) else float("nan")
+
+
+def p95(values) -> float:
+    return float(np.percentile(values, 95)) if len(values) else float("nan")
+
+
+def ms(seconds: float) -> str:
+    return "n/a" if seconds != seconds else f"{1000 * seconds:.0f} ms"
+
+
+def pct(num: int, den: int) -> str:
+    return f"{100.0 * num / den:.1f} %" if den else "n/a"
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+class Printed(list):
+    """The report's lines, printed as soon as they are added: a failure later keeps what was measured."""
+
+    def __iadd__(self, lines):
+        print("\n".join(lines), flush=True)
+        return super().__iadd__(lines)
+
+    def append(self, line) -> None:
+        print(line, flush=True)
+        super().append(line)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> dict:
+    info = {"nproc": os.cpu_count(), "python": platform.python_version()}
+    try:
+        info["nproc"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(("MemTotal:", "MemAvailable:")):
+                key, value = line.split(":", 1)
+                info[key] = f"{int(value.split()[0]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info.setdefault("cpu", platform.processor() or platform.machine())
+    try:
+        info["load_average"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        pass
+    return info
+
+
+# --- part 1: in process -----------------------------------------------------------------------------
+
+def bench_in_process(clips: list[Clip], passes: int, deadline: float) -> dict:
+    from src.audio import decode
+    from src.audio_processor import AudioProcessor
+    from src.config.settings import load_settings
+    from src.engines import create_engine
+    from src.vad import VoiceActivityDetector
+
+    settings = load_settings()
+    processor = AudioProcessor(
+        create_engine(settings),
+        vad=VoiceActivityDetector(threshold=settings.VAD_THRESHOLD),
+        min_speech_seconds=settings.MIN_SPEECH_SECONDS,
+        gc_after_processing=settings.GC_AFTER_PROCESSING,
+    )
+    started = time.perf_counter()
+    processor.load()
+    load_seconds = time.perf_counter() - started
+    model = processor.engine.model
+    samples = [decode(clip.path.read_bytes()) for clip in clips]
+    log(f"in-process: {processor.engine.name} loaded in {load_seconds:.1f}s; {len(clips)} clips x {passes} passes")
+
+    for s in samples[:2]:  # warm-up, both paths
+        processor.identify(s)
+        model.detect_language(s)
+
+    ours = [[] for _ in clips]
+    engine_only = [[] for _ in clips]
+    stock = [[] for _ in clips]
+    ours_top: list[str | None] = [None] * len(clips)
+    stock_top: list[str | None] = [None] * len(clips)
+    done_passes = 0
+    for p in range(passes):
+        if p > 0 and time.monotonic() > deadline:
+            log("in-process: time budget reached, fewer passes")
+            break
+        for i, s in enumerate(samples):
+            order = ("ours", "stock") if (i + p) % 2 == 0 else ("stock", "ours")
+            for which in order:
+                if which == "ours":
+                    t = time.perf_counter()
+                    result = processor.identify(s)
+                    ours[i].append(time.perf_counter() - t)
+                    engine_only[i].append(result.processing_time)
+                    ours_top[i] = result.probabilities[0][0] if result.probabilities else None
+                else:
+                    t = time.perf_counter()
+                    language, _, _ = model.detect_language(s)
+                    stock[i].append(time.perf_counter() - t)
+                    stock_top[i] = language
+        done_passes += 1
+        log(f"in-process: pass {p + 1}/{passes} done")
+
+    ours_c = [med(v) for v in ours]
+    engine_c = [med(v) for v in engine_only]
+    stock_c = [med(v) for v in stock]
+
+    # GC_AFTER_PROCESSING: a gc.collect() right after a detection (the processor's gc switched off here).
+    saved = processor.gc_after_processing
+    processor.gc_after_processing = False
+    gc_times, no_gc_times = [], []
+    for s in samples[: min(20, len(samples))]:
+        t = time.perf_counter()
+        processor.identify(s)
+        no_gc_times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        gc.collect()
+        gc_times.append(time.perf_counter() - t)
+    processor.gc_after_processing = saved
+
+    # The first speech start of each clip (for the streaming part), with the same VAD.
+    speech_starts = {}
+    for clip, s in zip(clips, samples):
+        speech = processor.vad.find_speech(s)
+        speech_starts[clip.file] = speech.segments[0][0] / SAMPLE_RATE if speech.segments else None
+    processor.close()
+
+    n = len(clips)
+    right_ours = sum(t == c.lang for t, c in zip(ours_top, clips))
+    right_stock = sum(t == c.lang for t, c in zip(stock_top, clips))
+    return {
+        "engine": processor.engine.name,
+        "threads": getattr(processor.engine, "cpu_threads", None),
+        "compute_type": settings.WHISPER_COMPUTE_TYPE,
+        "window_seconds": settings.DETECTION_WINDOW_SECONDS,
+        "gc_after_processing": settings.GC_AFTER_PROCESSING,
+        "clips": n, "passes": done_passes, "load_seconds": load_seconds,
+        "audio_seconds_median": med([len(s) / SAMPLE_RATE for s in samples]),
+        "ours_median": med(ours_c), "ours_p95": p95(ours_c), "ours_mean": float(np.mean(ours_c)),
+        "engine_median": med(engine_c), "engine_p95": p95(engine_c),
+        "stock_median": med(stock_c), "stock_p95": p95(stock_c), "stock_mean": float(np.mean(stock_c)),
+        "ratio_median": med(stock_c) / med(ours_c), "ratio_mean": float(np.mean(stock_c) / np.mean(ours_c)),
+        "ratio_engine_median": med(stock_c) / med(engine_c),
+        "ours_top1": right_ours, "stock_top1": right_stock,
+        "gc_median": med(gc_times), "gc_p95": p95(gc_times), "identify_no_gc_median": med(no_gc_times),
+        "speech_starts": speech_starts,
+        "answers": {clip.file: top for clip, top in zip(clips, ours_top)},
+    }
+
+
+# --- part 2: a real server ----------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.log_path = Path(tempfile.mkstemp(prefix=f"langshazam-bench-{self.port}-", suffix=".log")[1])
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ENGINE"))}
+        env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"})
+        self._log_file = open(self.log_path, "wb")
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "src.main"], cwd=BACKEND_DIR, env=env,
+            stdout=self._log_file, stderr=subprocess.STDOUT,
+        )
+        self.peak_rss = 0
+        self._sampling = True
+        self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 120) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.http + "/", timeout=2) as response:
+                    if response.status == 200:
+                        self._sampler.start()
+                        return time.perf_counter() - self.started
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready in {timeout}s:\n{self.log()[-3000:]}")
+
+    def metrics(self) -> dict:
+        with urllib.request.urlopen(self.http + "/metrics", timeout=10) as response:
+            return json.loads(response.read())
+
+    def cpu_seconds(self) -> float:
+        import psutil
+
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
+    def rss_mb(self) -> float:
+        import psutil
+
+        return psutil.Process(self.process.pid).memory_info().rss / 1024 / 1024
+
+    def _sample_rss(self) -> None:
+        while self._sampling and self.process.poll() is None:
+            try:
+                self.peak_rss = max(self.peak_rss, self.rss_mb())
+            except Exception:  # noqa: BLE001 (the process may be going away)
+                return
+            time.sleep(0.25)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        self._sampling = False
+        if self.process.poll() is None:
+            self.process.terminate()  # graceful: drains open connections
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log_file.close()
+        return self.process.returncode
+
+
+@dataclass
+class StreamClip:
+    clip: Clip
+    webm: bytes
+    seconds: float
+    speech_start: float | None
+
+
+@dataclass
+class StreamResult:
+    clip: Clip
+    first_answer: float | None = None  # s after the first speech chunk was sent
+    final: float | None = None  # s after the first speech chunk was sent
+    final_after_stop: float | None = None  # s after stop (finals that came after it)
+    final_after_last_chunk: float | None = None  # s after the last chunk (negative: before the end)
+    ended_by: str | None = None
+    language: str | None = None  # None when the final names no language (reason)
+    top1: str | None = None  # the final's most likely candidate, named or not
+    reason: str | None = None
+    partials: int = 0
+    error: str | None = None
+    close_code: int | None = None
+    messages: list = field(default_factory=list)
+
+
+async def stream_one(url: str, item: StreamClip, timeout: float, delay: float = 0.0) -> StreamResult:
+    """Stream one clip in real time in CHUNK_SECONDS chunks, then stop; collect the answers."""
+    import websockets
+    from websockets.asyncio.client import connect
+
+    await asyncio.sleep(delay)
+    out = StreamResult(item.clip)
+    data = item.webm
+    per_chunk = max(1, int(len(data) * CHUNK_SECONDS / item.seconds))
+    frames = [data[i : i + per_chunk] for i in range(0, len(data), per_chunk)]
+    speech_index = int(item.speech_start / CHUNK_SECONDS) if item.speech_start is not None else 0
+    speech_index = min(speech_index, len(frames) - 1)
+    loop = asyncio.get_running_loop()
+    t_speech: float | None = None
+    t_stop: float | None = None
+    t_last: float | None = None
+
+    try:
+        async with connect(url, max_size=None, open_timeout=10, close_timeout=5) as ws:
+            async def receive() -> None:
+                try:
+                    async for message in ws:
+                        now = loop.time()
+                        msg = json.loads(message)
+                        out.messages.append((now, msg))
+                except websockets.ConnectionClosed:
+                    pass
+
+            receiver = asyncio.create_task(receive())
+            t0 = loop.time()
+            try:
+                for i, frame in enumerate(frames):
+                    if receiver.done():
+                        break
+                    await ws.send(frame)
+                    if i == speech_index:
+                        t_speech = loop.time()
+                    if i == len(frames) - 1:
+                        t_last = loop.time()
+                    await asyncio.sleep(max(0.0, t0 + (i + 1) * CHUNK_SECONDS - loop.time()))
+                if not receiver.done():
+                    await ws.send(json.dumps({"type": "stop"}))
+                    t_stop = loop.time()
+            except websockets.ConnectionClosed:
+                pass
+            try:
+                await asyncio.wait_for(receiver, timeout)
+            except asyncio.TimeoutError:
+                out.error = f"no final answer {timeout:.0f}s after the end of the clip"
+            out.close_code = ws.close_code
+    except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
+        out.error = f"{type(exc).__name__}: {exc}"
+
+    for now, msg in out.messages:
+        status = msg.get("status")
+        if status == "partial":
+            out.partials += 1
+        if status in ("partial", "success") and out.first_answer is None and t_speech is not None:
+            out.first_answer = now - t_speech
+        if status == "success" and msg.get("data", {}).get("final", True):
+            data = msg["data"]
+            out.ended_by, out.language, out.reason = data.get("ended_by"), data.get("language"), data.get("reason")
+            out.top1 = data["top"][0]["language"] if data.get("top") else None
+            if t_speech is not None:
+                out.final = now - t_speech
+            if t_stop is not None and now >= t_stop:
+                out.final_after_stop = now - t_stop
+            if t_last is not None:
+                out.final_after_last_chunk = now - (t_last + CHUNK_SECONDS)
+        if status == "error" and out.error is None:
+            out.error = msg.get("message")
+    return out
+
+
+def prepare_stream_clips(clips: list[Clip], speech_starts: dict) -> list[StreamClip]:
+    from audio_tools import encode
+    from src.audio import decode
+
+    out = []
+    for clip in clips:
+        samples = decode(clip.path.read_bytes())
+        out.append(StreamClip(clip, encode(samples, "webm"), len(samples) / SAMPLE_RATE, speech_starts.get(clip.file)))
+    return out
+
+
+async def run_level(server: ServerProcess, items: list[StreamClip], concurrency: int, rounds: int,
+                    timeout: float, answers: dict) -> dict:
+    url = f"ws://127.0.0.1:{server.port}/ws?mode=stream"
+    before = server.metrics()
+    cpu_before = server.cpu_seconds()
+    started = time.perf_counter()
+    results: list[StreamResult] = []
+    audio_seconds = 0.0
+    cursor = 0
+    for _ in range(rounds):
+        batch = [items[(cursor + i) % len(items)] for i in range(concurrency)]
+        cursor += concurrency
+        audio_seconds += sum(item.seconds for item in batch)
+        results += await asyncio.gather(*[
+            stream_one(url, item, timeout, delay=i / concurrency) for i, item in enumerate(batch)
+        ])
+    wall = time.perf_counter() - started
+    cpu = server.cpu_seconds() - cpu_before
+    after = server.metrics()
+    finals = [r for r in results if r.ended_by is not None]
+    after_stop = [r.final_after_stop for r in results if r.final_after_stop is not None]
+    return {
+        "concurrency": concurrency, "streams": len(results), "wall": wall,
+        "audio_seconds": audio_seconds,
+        "finals": len(finals), "right": sum(r.language == r.clip.lang for r in finals),
+        "agree": sum(r.top1 == answers[r.clip.file] for r in finals if r.clip.file in answers),
+        "comparable": sum(r.clip.file in answers for r in finals),
+        "ended_by": {k: sum(r.ended_by == k for r in finals) for k in sorted({r.ended_by for r in finals})},
+        "no_language": sum(r.language is None for r in finals),
+        "partials": sum(r.partials for r in results),
+        "errors": [r.error for r in results if r.error],
+        "close_codes": sorted({r.close_code for r in results if r.close_code is not None}),
+        "after_stop_median": med(after_stop), "after_stop_p95": p95(after_stop), "after_stop_n": len(after_stop),
+        "final_from_speech_median": med([r.final for r in finals if r.final is not None]),
+        "final_from_speech_p95": p95([r.final for r in finals if r.final is not None]),
+        "first_answer_median": med([r.first_answer for r in results if r.first_answer is not None]),
+        "detections": after["total_requests"] - before["total_requests"],
+        "detections_per_second": (after["total_requests"] - before["total_requests"]) / wall,
+        "server_cpu_cores": cpu / wall,  # psutil on the server's pid (/metrics' figure is since *any* call)
+        "server_errors": after["errors"] - before["errors"],
+        "rejections": after.get("rejections"),
+        "results": results,
+    }
+
+
+async def bench_server(server: ServerProcess, items: list[StreamClip], latency_n: int, levels: list[int],
+                       deadline: float, answers: dict) -> dict:
+    url = f"ws://127.0.0.1:{server.port}/ws?mode=stream"
+    out: dict = {"latency": [], "levels": [], "skipped": []}
+    for item in items[:latency_n]:
+        if time.monotonic() > deadline:
+            out["skipped"].append(f"latency: {latency_n - len(out['latency'])} clips (time budget)")
+            break
+        result = await stream_one(url, item, timeout=30)
+        out["latency"].append(result)
+        log(f"latency {item.clip.file}: first {result.first_answer}, final {result.final} ({result.ended_by})")
+    for concurrency in levels:
+        if time.monotonic() > deadline:
+            out["skipped"].append(f"{concurrency} concurrent streams (time budget)")
+            continue
+        rounds = max(1, 4 // concurrency) if latency_n > 6 else 1
+        level = await run_level(server, items, concurrency, rounds, timeout=60, answers=answers)
+        out["levels"].append(level)
+        log(f"{concurrency} streams: {level['finals']}/{level['streams']} finals, "
+            f"{level['detections_per_second']:.2f} detections/s")
+    return out
+
+
+def interesting_log_lines(text: str, limit: int = 12) -> list[str]:
+    keep = [line for line in text.splitlines()
+            if any(word in line for word in (" WARNING ", " ERROR ", "WARNING:", "ERROR:", "Traceback", "Busy", "CRITICAL"))]
+    return keep[:limit]
+
+
+# --- main ----------------------------------------------------------------------------------------------
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--manifest", type=Path, default=default_manifest())
+    parser.add_argument("--quick", action="store_true", help="about 2 minutes: 1 pass, 1 clip per language, 6 streams")
+    parser.add_argument("--passes", type=int, default=None, help="in-process passes over the clips (3; quick 1)")
+    parser.add_argument("--stream-clips", type=int, default=None, help="clips for the latency part (12; quick 6)")
+    parser.add_argument("--levels", default="1,4,16", help="concurrent streams to try, comma-separated")
+    parser.add_argument("--budget", type=float, default=None, help="minutes before remaining parts are skipped (9; quick 2)")
+    parser.add_argument("--no-server", action="store_true", help="only the in-process part")
+    parser.add_argument("--json", type=Path, default=None, help="dump the figures to this JSON file")
+    args = parser.parse_args()
+    passes = args.passes or (1 if args.quick else 3)
+    latency_n = args.stream_clips or (6 if args.quick else 12)
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    budget = 60 * (args.budget or (2.0 if args.quick else 9.0))
+    t_start = time.monotonic()
+    deadline = t_start + budget
+
+    # SIGTERM (and Ctrl-C) must still stop the server: turn SIGTERM into an exception that unwinds.
+    def _terminate(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _terminate)
+
+    all_clips = read_manifest(args.manifest)
+    clips = one_per_language(all_clips) if args.quick else all_clips
+    info = machine()
+    out = Printed()
+    out += ["## LangShazam benchmark", ""]
+    out.append(table(["machine", ""], [
+        ["nproc", info.get("nproc")], ["RAM (MemTotal / MemAvailable)", f"{info.get('MemTotal')} / {info.get('MemAvailable')}"],
+        ["CPU", info.get("cpu")], ["load average at start (1/5/15 min)", info.get("load_average")],
+        ["python", info.get("python")], ["manifest", f"{args.manifest} ({len(all_clips)} clips)"],
+    ]))
+    load_now = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0
+    if load_now > 0.5 * (info.get("nproc") or 1):
+        out.append(f"\n**Warning: the machine was busy at start (load {load_now:.1f} on {info.get('nproc')} cores): "
+                   "timings are inflated and noisy.**")
+
+    # 1. In process.
+    t1 = time.monotonic()
+    ip = bench_in_process(clips, passes, deadline=t_start + budget * 0.45)
+    n = ip["clips"]
+    out += ["", f"### Detection speed in process ({n} clips, median {ip['audio_seconds_median']:.1f} s of audio; "
+            f"{ip['passes']} passes, per-clip medians; {ip['threads']} threads, {ip['compute_type']})", "",
+            f"Ours: `processor.identify` = VAD + engine on the speech (window ≥ {ip['window_seconds']:g} s)"
+            f"{' + gc.collect()' if ip['gc_after_processing'] else ''}; engine only: its `processing_time`. "
+            "Stock: `model.detect_language(samples)` on the same WhisperModel (30 s window).", "",
+            table(["", "median", "p95", "mean", "top-1"], [
+                ["ours: identify (full pipeline)", ms(ip["ours_median"]), ms(ip["ours_p95"]), ms(ip["ours_mean"]),
+                 f"{pct(ip['ours_top1'], n)} ({ip['ours_top1']}/{n})"],
+                ["ours: engine only", ms(ip["engine_median"]), ms(ip["engine_p95"]), "", ""],
+                ["stock detect_language", ms(ip["stock_median"]), ms(ip["stock_p95"]), ms(ip["stock_mean"]),
+                 f"{pct(ip['stock_top1'], n)} ({ip['stock_top1']}/{n})"],
+                ["ratio stock / ours (pipeline)", f"{ip['ratio_median']:.2f}x", "", f"{ip['ratio_mean']:.2f}x", ""],
+                ["ratio stock / ours (engine only)", f"{ip['ratio_engine_median']:.2f}x", "", "", ""],
+            ]),
+            "", f"In-process part: {time.monotonic() - t1:.0f} s (model load {ip['load_seconds']:.1f} s)."]
+
+    results: dict = {"machine": info, "in_process": {k: v for k, v in ip.items() if k != "speech_starts"}}
+    server: ServerProcess | None = None
+    try:
+        if not args.no_server:
+            # 2. A real server.
+            stream_clips = round_robin(clips if not args.quick else all_clips, max(latency_n, max(levels, default=1)))
+            items = prepare_stream_clips(stream_clips, ip["speech_starts"])
+            # Clips of the latency part have a speech start from part 1 when they were benchmarked there.
+            missing = [i for i in items if i.clip.file not in ip["speech_starts"]]
+            if missing:
+                from src.audio import decode
+                from src.vad import VoiceActivityDetector
+
+                vad = VoiceActivityDetector()
+                for i in missing:
+                    speech = vad.find_speech(decode(i.clip.path.read_bytes()))
+                    i.speech_start = speech.segments[0][0] / SAMPLE_RATE if speech.segments else None
+            server = ServerProcess()
+            log(f"server: starting on 127.0.0.1:{server.port} (log {server.log_path})")
+            ready = server.wait_ready()
+            m0 = server.metrics()
+            rss_start = server.rss_mb()
+            t2 = time.monotonic()
+            sv = asyncio.run(bench_server(server, items, latency_n, levels, deadline, ip["answers"]))
+            m1 = server.metrics()
+            rss_end = server.rss_mb()
+
+            lat = sv["latency"]
+            firsts = [r.first_answer for r in lat if r.first_answer is not None]
+            finals = [r.final for r in lat if r.final is not None]
+            confident = [r for r in lat if r.ended_by == "confident"]
+            after_stop = [r.final_after_stop for r in lat if r.final_after_stop is not None]
+            right = sum(r.language == r.clip.lang for r in lat)
+            comparable = [r for r in lat if r.clip.file in ip["answers"]]
+            agree = sum(r.top1 == ip["answers"][r.clip.file] for r in comparable)
+            out += ["", f"### Streaming latency (real server, one stream at a time, {len(lat)} clips of "
+                    f"{len({r.clip.lang for r in lat})} languages, webm/opus in {int(CHUNK_SECONDS * 1000)} ms chunks "
+                    "in real time)", "",
+                    "Times from the moment the chunk holding the first speech (Silero VAD) is sent. The server "
+                    "answers after 1 s of speech (STREAM_FIRST_PARTIAL_SECONDS), so ~1 s of it is the audio itself.",
+                    "",
+                    table(["", "median", "p95", "n"], [
+                        ["time to first answer", ms(med(firsts)), ms(p95(firsts)), len(firsts)],
+                        ["time to final answer", ms(med(finals)), ms(p95(finals)), len(finals)],
+                        ["  of which confident before the clip ended",
+                         ms(med([r.final for r in confident])), ms(p95([r.final for r in confident])), len(confident)],
+                        ["final after stop (clips not confident by their end)", ms(med(after_stop)),
+                         ms(p95(after_stop)), len(after_stop)],
+                    ]),
+                    "", f"Finals right: {right}/{len(lat)}; same top candidate as in-process identify on the whole clip: "
+                    f"{agree}/{len(comparable)}; ended by: "
+                    + ", ".join(f"{k} {sum(r.ended_by == k for r in lat)}" for k in sorted({str(r.ended_by) for r in lat}))
+                    + "; no language named: " + str(sum(r.ended_by is not None and r.language is None for r in lat)),
+                    "", table(["clip", "speech starts", "first answer", "final", "ended by", "answer", "partials"], [
+                        [r.clip.file, f"{next(i.speech_start for i in items if i.clip is r.clip) or 0:.2f} s",
+                         ms(r.first_answer if r.first_answer is not None else float("nan")),
+                         ms(r.final if r.final is not None else float("nan")), r.ended_by,
+                         r.language or r.reason or r.error, r.partials] for r in lat])]
+
+            lv_rows = []
+            for lv in sv["levels"]:
+                lv_rows.append([
+                    lv["concurrency"], lv["streams"], f"{lv['finals']}/{lv['streams']}",
+                    f"{lv['right']}/{lv['finals']}" + (f" ({lv['no_language']} named none)" if lv["no_language"] else ""),
+                    f"{lv['agree']}/{lv['comparable']}" if lv["comparable"] else "n/a",
+                    ", ".join(f"{k} {v}" for k, v in lv["ended_by"].items()) or "—",
+                    f"{ms(lv['after_stop_median'])} / {ms(lv['after_stop_p95'])} (n={lv['after_stop_n']})",
+                    f"{ms(lv['final_from_speech_median'])} / {ms(lv['final_from_speech_p95'])}",
+                    f"{lv['detections']} in {lv['wall']:.1f} s = {lv['detections_per_second']:.2f}/s",
+                    lv["partials"], f"{lv['server_cpu_cores']:.2f}",
+                    (f"{len(lv['errors'])}: {lv['errors'][0]}" if lv["errors"] else "0"),
+                ])
+            out += ["", "### Throughput (concurrent real-time streams, starts staggered over 1 s)", "",
+                    table(["streams", "total", "finals received/owed", "right", "same top-1 as in-process identify", "ended by",
+                           "final after stop med / p95", "final from speech start med / p95",
+                           "detections (/metrics)", "partials", "server CPU (cores)", "errors"], lv_rows)]
+            if sv["skipped"]:
+                out += ["", "Skipped: " + "; ".join(sv["skipped"])]
+
+            out += ["", "### Server memory and GC", "", table(["", "value"], [
+                ["server ready after", f"{ready:.1f} s"],
+                ["RSS after start-up (/metrics memory_usage_mb)", f"{m0['memory_usage_mb']:.0f} MB (psutil {rss_start:.0f} MB)"],
+                ["RSS after the run (/metrics memory_usage_mb)", f"{m1['memory_usage_mb']:.0f} MB (psutil {rss_end:.0f} MB)"],
+                ["RSS peak during the run (psutil, sampled 4/s)", f"{server.peak_rss:.0f} MB"],
+                ["detections during the run (/metrics)", f"{m1['total_requests'] - m0['total_requests']}, "
+                 f"errors {m1['errors'] - m0['errors']}, rejections {m1.get('rejections')}"],
+                ["server average_processing_time (last 100)", ms(m1["average_processing_time"])],
+                ["gc.collect() after a detection, median / p95 (in process)",
+                 f"{ms(ip['gc_median'])} / {ms(ip['gc_p95'])} (vs identify without it: {ms(ip['identify_no_gc_median'])})"],
+            ])]
+            out += ["", f"Server part: {time.monotonic() - t2:.0f} s."]
+            odd = interesting_log_lines(server.log())
+            if odd:
+                out += ["", "Server log lines worth a look (warnings, errors, busy):", "", "```", *odd, "```"]
+            results["server"] = {
+                "ready_seconds": ready, "rss_start_mb": m0["memory_usage_mb"], "rss_end_mb": m1["memory_usage_mb"],
+                "rss_peak_mb": server.peak_rss, "metrics_end": m1,
+                "latency": [{"file": r.clip.file, "first_answer": r.first_answer, "final": r.final,
+                             "final_after_stop": r.final_after_stop, "ended_by": r.ended_by,
+                             "language": r.language, "reason": r.reason, "partials": r.partials,
+                             "error": r.error} for r in lat],
+                "levels": [{k: v for k, v in lv.items() if k != "results"} for lv in sv["levels"]],
+                "skipped": sv["skipped"],
+            }
+        else:
+            out += ["", "### GC", "", table(["", "value"], [[
+                "gc.collect() after a detection, median / p95", f"{ms(ip['gc_median'])} / {ms(ip['gc_p95'])}"]])]
+    finally:
+        if server is not None:
+            code = server.stop()
+            clean = "Finished server process" in server.log()
+            log(f"server stopped (exit code {code}{', after a graceful shutdown' if clean else ''}); "
+                f"log kept at {server.log_path}")
+
+    try:
+        end_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        end_load = "?"
+    out += ["", f"Whole run: {time.monotonic() - t_start:.0f} s; load average at the end: {end_load}."]
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,834 @@
+#!/usr/bin/env python3
+"""Load and soak test of LangShazam's WebSocket service, on the loopback interface only.
+
+    python scripts/loadtest.py [--quick] [--clients N] [--duration S] [--soak N] [--url ws://127.0.0.1:PORT]
+                               [--eval-dir DIR] [--env KEY=VALUE ...] [--json PATH]
+
+From the repository root (it finds backend/ itself), with the project's Python (faster-whisper, PyAV,
+websockets, psutil). Real clips come from DIR/clips/*.mp3 and DIR/manifest.csv (file, lang, seconds);
+DIR defaults to ../shared/eval beside the project. Each clip is encoded once to webm/opus (as a browser's
+MediaRecorder sends it).
+
+Server: without --url, the script starts its own (`python -m src.main` from backend/, HOST=127.0.0.1, a free
+PORT, MODEL_CACHE_DIR from the environment or /tmp/mc, plus every --env KEY=VALUE) in its own session, and
+always stops it at the end (SIGTERM, then kill), also on error or Ctrl-C. Its log is kept in a temporary file
+whose path is printed. With --url it uses a running server (127.0.0.1 / localhost only).
+
+1. Load: --clients concurrent clients (default 20; starts staggered over the first 1.5 s) for --duration
+   seconds (default 60). Each client repeatedly opens /ws?mode=stream, streams a clip at real-time pace in
+   250 ms chunks, sends {"type": "stop"} after the last chunk (unless the final answer came already), waits
+   for the final answer, and goes on with the next clip until the duration is over (a connection started
+   before then is finished). Every connection owes one answer: a final success (data.final true) or an
+   error message; a connection closed without either, or silent for --answer-timeout, is LOST.
+   Figures: answers owed / final / error (by message) / lost, partial answers, accuracy against the manifest,
+   time to answer (from stop, or from the last chunk sent when the answer came first) p50/p95/max, time from
+   open to the first partial p50/p95, and the server's /metrics sampled every 2 s (CPU, queue, inference).
+2. Soak: --soak sequential connections (default 1000) in the original one-shot mode (no mode parameter):
+   a short clip (< 20 KB of webm) in one frame, then {"type": "stop"}; answers owed / received / errors,
+   time to answer p50/p95, server RSS before and after (psutil on the pid of a server started here, else
+   /metrics memory_usage_mb) and its growth.
+3. At the end, GET /metrics: active_connections and active_processes must be back to 0.
+
+Prints the machine and a markdown table of every figure; --json PATH saves them. Exit status 1 when an
+answer was lost or the active counters did not return to 0 (2 when the test could not run), else 0.
+Targets (2-core machine): 20 streaming clients for 60 s with 0 lost and p95 time to answer <= 3 s; RSS growth
+after 1,000 one-shot connections <= 50 MB. `--quick`: 4 clients x 15 s, soak 100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BACKEND_DIR = REPO_ROOT / "backend"
+DEFAULT_EVAL_DIR = REPO_ROOT.parent / "shared" / "eval"
+
+CHUNK_SECONDS = 0.25
+STAGGER_SECONDS = 1.5
+ONCE_MAX_BYTES = 20000  # a soak clip must be answered on stop, not at MIN_AUDIO_SIZE
+TARGET_P95_SECONDS = 3.0
+TARGET_RSS_GROWTH_MB = 50.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- figures ------------------------------------------------------------------------------------------
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def secs(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+def pct(num: int, den: int) -> str:
+    return "n/a" if den == 0 else f"{100.0 * num / den:.1f} % ({num}/{den})"
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    total = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                total = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "ram_gib": round(total / 2**30, 1),
+        "cpu_model": model or platform.processor() or "unknown",
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --- clips --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Clip:
+    file: str
+    lang: str
+    seconds: float  # of the encoded webm
+    webm: bytes
+
+    def frames(self) -> list[bytes]:
+        """The webm cut into pieces of about CHUNK_SECONDS of audio each (as in the tests' stream_exchange)."""
+        per_chunk = max(1, int(len(self.webm) * CHUNK_SECONDS / max(self.seconds, CHUNK_SECONDS)))
+        return [self.webm[i : i + per_chunk] for i in range(0, len(self.webm), per_chunk)]
+
+
+def to_webm(path: Path) -> tuple[bytes, float]:
+    """Decode any file PyAV reads and encode it as mono webm/opus at 48 kHz; returns the bytes and seconds."""
+    import av
+
+    out = io.BytesIO()
+    samples = 0
+    with av.open(str(path)) as source, av.open(out, mode="w", format="webm") as target:
+        stream = target.add_stream("libopus", rate=48000, layout="mono")
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=48000)
+        decoded = list(source.decode(audio=0))
+        for frame in decoded + [None]:
+            for resampled in resampler.resample(frame):
+                resampled.pts = None
+                samples += resampled.samples
+                for packet in stream.encode(resampled):
+                    target.mux(packet)
+        for packet in stream.encode(None):
+            target.mux(packet)
+    return out.getvalue(), samples / 48000
+
+
+def load_clips(eval_dir: Path) -> list[Clip]:
+    manifest = eval_dir / "manifest.csv"
+    if not manifest.is_file():
+        raise SystemExit(f"no manifest.csv in {eval_dir}: pass --eval-dir DIR (with DIR/manifest.csv and DIR/clips/)")
+    clips = []
+    with open(manifest, newline="") as handle:
+        for row in csv.DictReader(handle):
+            path = eval_dir / "clips" / row["file"]
+            if not path.is_file():
+                continue
+            webm, seconds = to_webm(path)
+            clips.append(Clip(row["file"], row["lang"], seconds, webm))
+    if not clips:
+        raise SystemExit(f"no clip of {manifest} found in {eval_dir / 'clips'}")
+    return clips
+
+
+# --- the server ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_json(base: str, path: str, timeout: float = 10) -> dict:
+    with urllib.request.urlopen(base + path, timeout=timeout) as response:  # noqa: S310 (loopback only)
+        return json.loads(response.read())
+
+
+class ServerHandle:
+    """A server started here (process set) or a running one (--url)."""
+
+    def __init__(self, http: str, ws: str, process: subprocess.Popen | None = None, log_path: Path | None = None):
+        self.http = http
+        self.ws = ws
+        self.process = process
+        self.log_path = log_path
+
+    @classmethod
+    def start(cls, extra_env: dict[str, str], timeout: float = 180) -> "ServerHandle":
+        port = free_port()
+        env = dict(os.environ)
+        env.update({
+            "HOST": "127.0.0.1", "PORT": str(port), "MODEL_CACHE_DIR": os.environ.get("MODEL_CACHE_DIR", "/tmp/mc"),
+            "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+        })
+        env.update(extra_env)
+        env["HOST"] = "127.0.0.1"  # loopback only, whatever --env says
+        handle, name = tempfile.mkstemp(prefix=f"langshazam-loadtest-{port}-", suffix=".log")
+        log_path = Path(name)
+        with os.fdopen(handle, "wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "src.main"], cwd=BACKEND_DIR, env=env, stdout=log_file,
+                stderr=subprocess.STDOUT, start_new_session=True,  # Ctrl-C reaches us only; we stop it
+            )
+        server = cls(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", process, log_path)
+        log(f"server pid {process.pid} on 127.0.0.1:{port}, log {log_path}")
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    tail = log_path.read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"the server exited with {process.returncode}:\n{tail}")
+                try:
+                    http_json(server.http, "/", timeout=2)
+                    return server
+                except (OSError, ValueError):
+                    time.sleep(0.25)
+            raise RuntimeError(f"the server did not answer GET / within {timeout:g} s (log {log_path})")
+        except BaseException:  # also Ctrl-C while it starts: never leave it running
+            server.stop()
+            raise
+
+    @classmethod
+    def existing(cls, url: str) -> "ServerHandle":
+        parsed = urllib.parse.urlparse(url)
+        if parsed.scheme != "ws" or parsed.hostname not in ("127.0.0.1", "localhost") or not parsed.port:
+            raise SystemExit("--url must be ws://127.0.0.1:PORT (loopback only)")
+        base = f"127.0.0.1:{parsed.port}"
+        return cls(f"http://{base}", f"ws://{base}")
+
+    def metrics(self) -> dict:
+        return http_json(self.http, "/metrics")
+
+    def rss_mb(self) -> tuple[float | None, str]:
+        if self.process is not None:
+            import psutil
+
+            try:
+                return psutil.Process(self.process.pid).memory_info().rss / 2**20, "psutil"
+            except psutil.Error:
+                return None, "psutil"
+        try:
+            return float(self.metrics()["memory_usage_mb"]), "/metrics"
+        except (OSError, ValueError, KeyError):
+            return None, "/metrics"
+
+    def log_count(self, needle: str) -> int | None:
+        if self.log_path is None:
+            return None
+        try:
+            return self.log_path.read_text(errors="replace").count(needle)
+        except OSError:
+            return None
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            try:
+                self.process.send_signal(signal.SIGTERM)
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+
+# --- one connection -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    kind: str  # "final", "error", "lost", "timeout", "connect_failed"
+    clip: Clip
+    language: str | None = None
+    reason: str | None = None
+    ended_by: str | None = None
+    error: str | None = None
+    close_code: int | None = None
+    partials: int = 0
+    time_to_answer: float | None = None
+    answered_after_stop: bool = False
+    first_partial: float | None = None  # s from open
+
+
+def classify(message: dict) -> str:
+    status = message.get("status")
+    if status == "error":
+        return "error"
+    if status == "success" and (message.get("data") or {}).get("final", True):
+        return "final"
+    if status == "partial":
+        return "partial"
+    return "other"
+
+
+async def one_connection(url: str, clip: Clip, *, stream: bool, answer_timeout: float) -> Outcome:
+    """Open url, send the clip (paced in 250 ms chunks when `stream`, else in one frame), send stop unless
+    answered already, and read until the server closes or answer_timeout after the audio ended."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    outcome = Outcome("lost", clip)
+    try:
+        ws = await connect(url, open_timeout=15, close_timeout=5, max_size=None, compression=None)
+    except (OSError, asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 (any handshake failure)
+        outcome.kind, outcome.error = "connect_failed", f"{type(exc).__name__}: {exc}"[:200]
+        return outcome
+    opened = time.perf_counter()
+    answered = asyncio.Event()
+    answer_at: list[float] = []
+
+    async def reader() -> None:
+        try:
+            async for raw in ws:
+                now = time.perf_counter()
+                try:
+                    message = json.loads(raw)
+                except (TypeError, ValueError):
+                    continue
+                kind = classify(message)
+                if kind == "partial":
+                    outcome.partials += 1
+                    if outcome.first_partial is None:
+                        outcome.first_partial = now - opened
+                elif kind in ("final", "error") and outcome.kind == "lost":
+                    outcome.kind = kind
+                    answer_at.append(now)
+                    if kind == "final":
+                        data = message.get("data") or {}
+                        outcome.language = data.get("language")
+                        outcome.reason = data.get("reason")
+                        outcome.ended_by = data.get("ended_by")
+                    else:
+                        outcome.error = str(message.get("message", ""))[:200]
+                    answered.set()
+        except ConnectionClosed:
+            pass
+
+    read_task = asyncio.create_task(reader())
+    last_sent = opened
+    stop_sent: float | None = None
+    try:
+        frames = clip.frames() if stream else [clip.webm]
+        try:
+            for index, frame in enumerate(frames):
+                if answered.is_set() or read_task.done():
+                    break
+                await ws.send(frame)
+                last_sent = time.perf_counter()
+                if stream and index < len(frames) - 1:
+                    delay = opened + (index + 1) * CHUNK_SECONDS - time.perf_counter()
+                    if delay > 0:
+                        try:
+                            await asyncio.wait_for(answered.wait(), delay)
+                        except asyncio.TimeoutError:
+                            pass
+            if not answered.is_set() and not read_task.done():
+                await ws.send(json.dumps({"type": "stop"}))
+                stop_sent = time.perf_counter()
+        except ConnectionClosed:
+            pass  # the server answered (or refused) and closed: read what it sent
+        try:
+            await asyncio.wait_for(asyncio.shield(read_task), answer_timeout)
+        except asyncio.TimeoutError:
+            if outcome.kind == "lost":
+                outcome.kind = "timeout"
+    finally:
+        read_task.cancel()
+        try:
+            await read_task
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            pass
+        try:
+            await asyncio.wait_for(ws.close(), 6)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+            pass
+    outcome.close_code = ws.close_code
+    if answer_at:
+        if stop_sent is not None and stop_sent <= answer_at[0]:
+            outcome.time_to_answer = answer_at[0] - stop_sent
+            outcome.answered_after_stop = True
+        else:
+            outcome.time_to_answer = max(0.0, answer_at[0] - last_sent)
+    return outcome
+
+
+class CpuAccount:
+    """Cores used, on average over a phase, by the machine, the server (if started here), this script, and
+    everything else (other processes on the machine compete with the server for the same cores)."""
+
+    def __init__(self, server: ServerHandle) -> None:
+        import psutil
+
+        self.psutil = psutil
+        self.server_proc = None
+        if server.process is not None:
+            try:
+                self.server_proc = psutil.Process(server.process.pid)
+            except psutil.Error:
+                pass
+        self.me = psutil.Process()
+        self.start = self._read()
+
+    def _proc(self, proc) -> float | None:  # noqa: ANN001
+        if proc is None:
+            return None
+        try:
+            t = proc.cpu_times()
+            return t.user + t.system + t.children_user + t.children_system
+        except self.psutil.Error:
+            return None
+
+    def _read(self) -> tuple[float, float, float | None, float | None]:
+        t = self.psutil.cpu_times()
+        idle = t.idle + getattr(t, "iowait", 0.0)
+        return time.monotonic(), sum(t) - idle, self._proc(self.server_proc), self._proc(self.me)
+
+    def summary(self) -> dict:
+        end = self._read()
+        wall = max(1e-6, end[0] - self.start[0])
+        busy = (end[1] - self.start[1]) / wall
+        out = {"machine_cores_busy": round(busy, 2)}
+        server = None if None in (end[2], self.start[2]) else (end[2] - self.start[2]) / wall
+        me = (end[3] - self.start[3]) / wall
+        out["loadtest_cores"] = round(me, 2)
+        if server is not None:
+            out["server_cores"] = round(server, 2)
+            out["other_processes_cores"] = round(max(0.0, busy - server - me), 2)
+        out["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        return out
+
+
+# --- phases -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sampler:
+    """Samples /metrics every `every` seconds while a phase runs."""
+
+    server: ServerHandle
+    every: float = 2.0
+    samples: list[dict] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.samples.append(await asyncio.to_thread(self.server.metrics))
+            except (OSError, ValueError):
+                pass
+            try:
+                await asyncio.wait_for(stop.wait(), self.every)
+            except asyncio.TimeoutError:
+                pass
+
+    def summary(self) -> dict:
+        s = self.samples
+        if not s:
+            return {}
+        cpu = [m.get("cpu_usage_percent", 0.0) for m in s]
+        cores = [m.get("effective_cores_used", 0.0) for m in s]
+        return {
+            "metrics_samples": len(s),
+            "server_cpu_mean_percent": round(sum(cpu) / len(cpu), 1),
+            "server_cores_used_mean": round(sum(cores) / len(cores), 2),
+            "queued_detections_max": max(m.get("queued_detections", 0) for m in s),
+            "active_processes_max": max(m.get("active_processes", 0) for m in s),
+            "active_connections_max": max(m.get("active_connections", 0) for m in s),
+            "avg_processing_time_max": max(m.get("average_processing_time", 0.0) for m in s),
+        }
+
+
+def summarize(outcomes: list[Outcome]) -> dict:
+    finals = [o for o in outcomes if o.kind == "final"]
+    errors = Counter(o.error or "" for o in outcomes if o.kind == "error")
+    named = [o for o in finals if o.language]
+    correct = [o for o in named if o.language == o.clip.lang]
+    tta = [o.time_to_answer for o in outcomes if o.time_to_answer is not None and o.kind == "final"]
+    tta_stop = [o.time_to_answer for o in finals if o.answered_after_stop and o.time_to_answer is not None]
+    first = [o.first_partial for o in outcomes if o.first_partial is not None]
+    owed = sum(o.kind != "connect_failed" for o in outcomes)
+    return {
+        "answers_owed": owed,
+        "final_answers": len(finals),
+        "error_answers": sum(errors.values()),
+        "errors_by_message": dict(errors),
+        "lost": sum(o.kind == "lost" for o in outcomes),
+        "timed_out": sum(o.kind == "timeout" for o in outcomes),
+        "connect_failed": sum(o.kind == "connect_failed" for o in outcomes),
+        "connect_errors": dict(Counter(o.error or "" for o in outcomes if o.kind == "connect_failed")),
+        "close_codes": dict(Counter(str(o.close_code) for o in outcomes)),
+        "partial_answers": sum(o.partials for o in outcomes),
+        "ended_by": dict(Counter(o.ended_by or "none" for o in finals)),
+        "no_language": dict(Counter(o.reason or "none" for o in finals if not o.language)),
+        "wrong_language": len(named) - len(correct),
+        "wrong_detail": dict(Counter(f"{o.clip.file}: {o.clip.lang}→{o.language or o.reason} ({o.ended_by})"
+                                     for o in finals if o.language != o.clip.lang)),
+        "correct_language": len(correct),
+        "accuracy": round(len(correct) / len(finals), 4) if finals else None,
+        "time_to_answer_p50": quantile(tta, 0.5),
+        "time_to_answer_p95": quantile(tta, 0.95),
+        "time_to_answer_max": max(tta) if tta else None,
+        "answers_after_stop": len(tta_stop),
+        "time_to_answer_after_stop_p50": quantile(tta_stop, 0.5),
+        "time_to_answer_after_stop_p95": quantile(tta_stop, 0.95),
+        "first_partial_p50": quantile(first, 0.5),
+        "first_partial_p95": quantile(first, 0.95),
+        "connections_with_partial": len(first),
+    }
+
+
+async def load_phase(server: ServerHandle, clips: list[Clip], clients: int, duration: float,
+                     answer_timeout: float) -> dict:
+    url = server.ws + "/ws?mode=stream"
+    outcomes: list[Outcome] = []
+    started = time.monotonic()
+    end = started + duration
+    longest = max(c.seconds for c in clips)
+    # hard bound: the last connection starts before `end`, lasts one clip plus the answer timeout
+    hard_deadline = end + STAGGER_SECONDS + longest + answer_timeout + 30
+    before = await asyncio.to_thread(server.metrics)
+    cpu = CpuAccount(server)
+
+    async def client(number: int) -> None:
+        await asyncio.sleep(STAGGER_SECONDS * number / max(1, clients))
+        index = (number * max(1, len(clips) // max(1, clients))) % len(clips)
+        while time.monotonic() < end:
+            outcome = await one_connection(url, clips[index % len(clips)], stream=True, answer_timeout=answer_timeout)
+            outcomes.append(outcome)
+            index += 1
+            if outcome.kind == "connect_failed":
+                await asyncio.sleep(0.5)
+
+    stop = asyncio.Event()
+    sampler = Sampler(server)
+    sampling = asyncio.create_task(sampler.run(stop))
+    tasks = [asyncio.create_task(client(n)) for n in range(clients)]
+    done, pending = await asyncio.wait(tasks, timeout=hard_deadline - time.monotonic())
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if task.exception() is not None:
+            log(f"a client failed: {task.exception()!r}")
+    elapsed = time.monotonic() - started
+    cpu_figures = cpu.summary()
+    stop.set()
+    await sampling
+    after = await asyncio.to_thread(server.metrics)
+    result = summarize(outcomes)
+    result.update({
+        "clients": clients, "duration_s": duration, "elapsed_s": round(elapsed, 1),
+        "clients_cut_off": len(pending),
+        "connections_per_s": round(len(outcomes) / elapsed, 2) if elapsed else None,
+        "audio_seconds_streamed": round(sum(o.clip.seconds for o in outcomes), 1),
+        "server_detections": after["total_requests"] - before["total_requests"],
+        "server_errors": after["errors"] - before["errors"],
+        "server_avg_processing_time_end": after["average_processing_time"],
+    })
+    result.update(sampler.summary())
+    result.update(cpu_figures)
+    skipped = server.log_count("partial answer skipped")
+    if skipped is not None:
+        result["partials_skipped_busy"] = skipped
+    return result
+
+
+async def soak_phase(server: ServerHandle, clips: list[Clip], count: int, answer_timeout: float) -> dict:
+    short = [c for c in clips if len(c.webm) < ONCE_MAX_BYTES]
+    if not short:
+        short = [min(clips, key=lambda c: len(c.webm))]
+    url = server.ws + "/ws"
+    await asyncio.sleep(1.0)  # let the load phase's connections settle
+    rss_before, rss_source = await asyncio.to_thread(server.rss_mb)
+    trend = [(0, rss_before)]
+    outcomes: list[Outcome] = []
+    cpu = CpuAccount(server)
+    started = time.monotonic()
+    hard_deadline = started + count * (answer_timeout + 5)
+    for number in range(count):
+        if time.monotonic() > hard_deadline:
+            break
+        outcomes.append(await one_connection(url, short[number % len(short)], stream=False,
+                                             answer_timeout=answer_timeout))
+        if (number + 1) % max(1, count // 10) == 0:
+            trend.append((number + 1, (await asyncio.to_thread(server.rss_mb))[0]))
+            log(f"soak {number + 1}/{count}: RSS {trend[-1][1]:.1f} MB")
+    elapsed = time.monotonic() - started
+    cpu_figures = cpu.summary()
+    await asyncio.sleep(1.0)
+    rss_after, _ = await asyncio.to_thread(server.rss_mb)
+    result = summarize(outcomes)
+    result.update({
+        "connections": len(outcomes), "elapsed_s": round(elapsed, 1),
+        "clips_used": len(short), "clip_bytes_max": max(len(c.webm) for c in short),
+        "rss_source": rss_source,
+        "rss_before_mb": round(rss_before, 1) if rss_before is not None else None,
+        "rss_after_mb": round(rss_after, 1) if rss_after is not None else None,
+        "rss_growth_mb": round(rss_after - rss_before, 1) if None not in (rss_before, rss_after) else None,
+        "rss_trend_mb": [[n, round(v, 1) if v is not None else None] for n, v in trend],
+    })
+    result.update(cpu_figures)
+    return result
+
+
+async def counters_at_rest(server: ServerHandle, wait: float = 10.0) -> dict:
+    deadline = time.monotonic() + wait
+    while True:
+        metrics = await asyncio.to_thread(server.metrics)
+        if (metrics["active_connections"] == 0 and metrics["active_processes"] == 0) or time.monotonic() > deadline:
+            return metrics
+        await asyncio.sleep(0.25)
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+
+def cpu_row(phase: dict) -> str:
+    return "cores busy: machine / server / this script / other processes"
+
+
+def cpu_value(phase: dict) -> str:
+    return (f"{phase.get('machine_cores_busy')} / {phase.get('server_cores', 'n/a')} / "
+            f"{phase.get('loadtest_cores')} / {phase.get('other_processes_cores', 'n/a')} "
+            f"(load avg at end {phase.get('loadavg_end')})")
+
+
+def report(info: dict, figures: dict) -> str:
+    rows: list[tuple[str, str, str]] = []
+    load, soak, final = figures.get("load"), figures.get("soak"), figures.get("metrics_end", {})
+
+    def add(name: str, value: object, target: str = "") -> None:
+        rows.append((name, str(value), target))
+
+    def ok(flag: bool) -> str:
+        return "✅" if flag else "❌"
+
+    if load:
+        add("**load** clients × duration", f"{load['clients']} × {load['duration_s']:g} s (ran {load['elapsed_s']} s)")
+        add("load: answers owed (connections opened)", load["answers_owed"])
+        add("load: final answers", load["final_answers"])
+        add("load: error answers", load["error_answers"])
+        for message, n in load["errors_by_message"].items():
+            add(f"load: error «{message[:80]}»", n)
+        lost = load["lost"] + load["timed_out"]
+        add("load: LOST (closed or silent without an answer)",
+            f"{load['lost']} closed + {load['timed_out']} timed out", f"0 {ok(lost == 0)}")
+        add("load: connection failures (handshake)", load["connect_failed"])
+        add("load: partial answers", f"{load['partial_answers']} ({load['connections_with_partial']} connections had ≥ 1)")
+        if "partials_skipped_busy" in load:
+            add("load: partials skipped by the server (busy, from its log)", load["partials_skipped_busy"])
+        add("load: finals ended by", ", ".join(f"{k} {v}" for k, v in sorted(load["ended_by"].items())))
+        add("load: finals naming no language", ", ".join(f"{k} {v}" for k, v in load["no_language"].items()) or "0")
+        add("load: wrong language", load["wrong_language"])
+        worst = sorted(load["wrong_detail"].items(), key=lambda kv: -kv[1])[:5]
+        if worst:
+            add("load: misses (clip: expected→answer (ended by) ×n, top 5)", "; ".join(f"{k} ×{v}" for k, v in worst))
+        add("load: accuracy (correct / final answers)",
+            pct(load["correct_language"], load["final_answers"]))
+        p95 = load["time_to_answer_p95"]
+        add("load: time to answer p50 / p95 / max",
+            f"{secs(load['time_to_answer_p50'])} / {secs(p95)} / {secs(load['time_to_answer_max'])}",
+            f"p95 ≤ {TARGET_P95_SECONDS:g} s {ok(p95 is not None and p95 <= TARGET_P95_SECONDS)}")
+        add(f"load: … answers after stop only ({load['answers_after_stop']}) p50 / p95",
+            f"{secs(load['time_to_answer_after_stop_p50'])} / {secs(load['time_to_answer_after_stop_p95'])}")
+        add("load: open → first partial p50 / p95", f"{secs(load['first_partial_p50'])} / {secs(load['first_partial_p95'])}")
+        add("load: connections/s, audio streamed", f"{load['connections_per_s']}, {load['audio_seconds_streamed']} s")
+        add("load: server detections, server errors", f"{load['server_detections']}, {load['server_errors']}")
+        add("load: " + cpu_row(load), cpu_value(load))
+        if "server_cpu_mean_percent" in load:
+            add("load: machine CPU mean (/metrics)", f"{load['server_cpu_mean_percent']} %")
+            add("load: server cores used mean", load["server_cores_used_mean"])
+            add("load: max queued detections / in flight / open connections",
+                f"{load['queued_detections_max']} / {load['active_processes_max']} / {load['active_connections_max']}")
+            add("load: average_processing_time (max sampled / at end)",
+                f"{load['avg_processing_time_max']:.3f} s / {load['server_avg_processing_time_end']:.3f} s")
+    if soak:
+        add("**soak** sequential one-shot connections", f"{soak['connections']} in {soak['elapsed_s']} s "
+            f"({soak['clips_used']} clips ≤ {soak['clip_bytes_max']} B)")
+        add("soak: answers owed", soak["answers_owed"])
+        add("soak: answers received (final)", soak["final_answers"])
+        add("soak: error answers", soak["error_answers"])
+        for message, n in soak["errors_by_message"].items():
+            add(f"soak: error «{message[:80]}»", n)
+        lost = soak["lost"] + soak["timed_out"]
+        add("soak: LOST", f"{soak['lost']} closed + {soak['timed_out']} timed out", f"0 {ok(lost == 0)}")
+        add("soak: accuracy", pct(soak["correct_language"], soak["final_answers"]))
+        add("soak: time to answer p50 / p95",
+            f"{secs(soak['time_to_answer_p50'])} / {secs(soak['time_to_answer_p95'])}")
+        growth = soak["rss_growth_mb"]
+        add(f"soak: server RSS before → after ({soak['rss_source']})",
+            f"{soak['rss_before_mb']} → {soak['rss_after_mb']} MB")
+        add("soak: RSS growth", f"{growth} MB",
+            f"≤ {TARGET_RSS_GROWTH_MB:g} MB {ok(growth is not None and growth <= TARGET_RSS_GROWTH_MB)}")
+        add("soak: " + cpu_row(soak), cpu_value(soak))
+        add("soak: RSS trend (connections: MB)", ", ".join(f"{n}: {v}" for n, v in soak["rss_trend_mb"]))
+    if final:
+        rest = final.get("active_connections") == 0 and final.get("active_processes") == 0
+        add("end: /metrics active_connections / active_processes",
+            f"{final.get('active_connections')} / {final.get('active_processes')}", f"0 / 0 {ok(rest)}")
+        add("end: /metrics total_requests / errors / avg processing time",
+            f"{final.get('total_requests')} / {final.get('errors')} / {final.get('average_processing_time')} s")
+        add("end: /metrics errors_by_type / rejections",
+            f"{final.get('errors_by_type')} / {final.get('rejections')}")
+        add("end: /metrics memory_usage_mb", final.get("memory_usage_mb"))
+    lines = [
+        f"Machine: nproc {info['nproc']}, RAM {info['ram_gib']} GiB, CPU {info['cpu_model']}, "
+        f"Python {info['python']}, load average before the test {info['loadavg_start']}",
+        "",
+        "| figure | value | target |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {a} | {b.replace('|', '/')} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running server, ws://127.0.0.1:PORT (default: start one)")
+    parser.add_argument("--clients", type=int, help="concurrent streaming clients (default 20; --quick 4)")
+    parser.add_argument("--duration", type=float, help="seconds of load (default 60; --quick 15)")
+    parser.add_argument("--soak", type=int, help="sequential one-shot connections (default 1000; --quick 100)")
+    parser.add_argument("--quick", action="store_true", help="a small run: 4 clients × 15 s, soak 100")
+    parser.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL_DIR,
+                        help=f"manifest.csv + clips/ (default {DEFAULT_EVAL_DIR})")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the server started here (repeatable)")
+    parser.add_argument("--answer-timeout", type=float, default=60.0,
+                        help="seconds to wait for an answer after the audio (default 60)")
+    parser.add_argument("--json", type=Path, help="save every figure as JSON here")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.clients = args.clients if args.clients is not None else (4 if quick else 20)
+    args.duration = args.duration if args.duration is not None else (15.0 if quick else 60.0)
+    args.soak = args.soak if args.soak is not None else (100 if quick else 1000)
+    if args.clients < 0 or args.duration < 0 or args.soak < 0 or args.clients > 500 or args.soak > 100000:
+        parser.error("--clients 0..500, --duration >= 0, --soak 0..100000")
+    extra = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--env wants KEY=VALUE, got {item!r}")
+        extra[key] = value
+    args.extra_env = extra
+    if args.url and extra:
+        parser.error("--env applies only to a server started by this script (not with --url)")
+    return args
+
+
+async def run(args: argparse.Namespace, server: ServerHandle, clips: list[Clip]) -> dict:
+    figures: dict = {}
+    if args.clients and args.duration:
+        log(f"load: {args.clients} streaming clients for {args.duration:g} s")
+        figures["load"] = await load_phase(server, clips, args.clients, args.duration, args.answer_timeout)
+    if args.soak:
+        log(f"soak: {args.soak} sequential one-shot connections")
+        figures["soak"] = await soak_phase(server, clips, args.soak, args.answer_timeout)
+    figures["metrics_end"] = await counters_at_rest(server)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    info = machine()
+    log(f"machine: nproc {info['nproc']}, RAM {info['ram_gib']} GiB, CPU {info['cpu_model']}, "
+        f"load average {info['loadavg_start']}")
+    if info["loadavg_start"][0] > 0.5 * (info["nproc"] or 1):
+        log("warning: the machine is busy before the test (load average above half the cores): "
+            "other processes will compete with the server; see 'CPU used by other processes' in the table")
+    log(f"encoding clips from {args.eval_dir} to webm/opus")
+    clips = load_clips(args.eval_dir)
+    log(f"{len(clips)} clips, {sum(c.seconds for c in clips):.0f} s of audio; "
+        f"{sum(len(c.webm) < ONCE_MAX_BYTES for c in clips)} under {ONCE_MAX_BYTES} B of webm")
+
+    def on_sigterm(signum, frame):  # noqa: ANN001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started with SIGINT ignored
+    server: ServerHandle | None = None
+    figures: dict = {}
+    try:
+        server = ServerHandle.existing(args.url) if args.url else ServerHandle.start(args.extra_env)
+        figures = asyncio.run(run(args, server, clips))
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    except (RuntimeError, OSError) as exc:
+        log(f"the test could not run: {exc}")
+        return 2
+    finally:
+        if server is not None and server.process is not None:
+            log("stopping the server")
+            code = server.stop()
+            log(f"server exited with {code}; log {server.log_path}")
+    figures["machine"] = info
+    figures["args"] = {"clients": args.clients, "duration": args.duration, "soak": args.soak,
+                       "url": args.url, "env": args.extra_env, "eval_dir": str(args.eval_dir)}
+    print(report(info, figures), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
+        log(f"figures saved to {args.json}")
+    failures = []
+    for phase in ("load", "soak"):
+        if phase in figures and figures[phase]["lost"] + figures[phase]["timed_out"]:
+            failures.append(f"{phase}: {figures[phase]['lost'] + figures[phase]['timed_out']} answers lost")
+    end = figures.get("metrics_end", {})
+    if end.get("active_connections") != 0 or end.get("active_processes") != 0:
+        failures.append(f"active counters not back to 0: {end.get('active_connections')} connections, "
+                        f"{end.get('active_processes')} processes")
+    for failure in failures:
+        print(f"FAIL: {failure}", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
