@@ -72,11 +72,16 @@ class AudioProcessor:
         connection_id: str,
         languages: list[str] | None = None,
         speech: Speech | None = None,
+        *,
+        wait: bool = True,
     ) -> Identification:
         """Identify the language spoken in 16 kHz mono float32 samples, in a worker thread, at most
         `max_concurrent_calls` at a time (see `identify`). Raises Busy when `max_queued` detections are
-        waiting already."""
+        waiting already, or at once when `wait` is False and no slot is free (partial answers, which
+        must not delay the final answers queued behind them)."""
         if self._semaphore.locked():
+            if not wait:
+                raise Busy("no inference slot free for a partial answer")
             if self.max_queued is not None and self.queue_depth >= self.max_queued:
                 raise Busy(f"the server is busy ({self.queue_depth} detections waiting): try again later")
         self._queue_changed(+1)
@@ -101,6 +106,11 @@ class AudioProcessor:
                 result.extra["speech_duration"],
             )
         return result
+
+    @property
+    def saturated(self) -> bool:
+        """Every inference slot is taken."""
+        return self._semaphore.locked()
 
     def _release(self, work: asyncio.Future) -> None:
         self._semaphore.release()

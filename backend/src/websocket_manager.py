@@ -394,11 +394,17 @@ class WebSocketManager:
         self, samples: np.ndarray, connection_id: str, options: ConnectionOptions, speech: Any = None,
         *, final: bool,
     ) -> Identification | None:
-        """Run a detection; None for a partial one skipped because the server is busy."""
+        """Run a detection; None for a partial one skipped because every inference slot is taken (partials
+        never queue: the final answers waiting behind them would be late)."""
+        if not final and self.audio_processor.saturated:
+            logger.debug("[%s] Busy: partial answer skipped", connection_id)
+            return None
         self.metrics.detection_started()
         processing_time = None
         try:
-            result = await self.audio_processor.process_audio(samples, connection_id, options.languages, speech)
+            result = await self.audio_processor.process_audio(
+                samples, connection_id, options.languages, speech, wait=final
+            )
             processing_time = result.processing_time if result.probabilities else None
             return result
         except Busy as exc:
