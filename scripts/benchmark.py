@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import gc
 import json
 import os
@@ -46,6 +45,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from manifest import Clip, default_manifest  # noqa: E402
+from manifest import read_manifest as _read_manifest  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BACKEND_DIR = REPO_ROOT / "backend"
 sys.path.insert(0, str(BACKEND_DIR))
@@ -59,29 +62,8 @@ CHUNK_SECONDS = 0.25
 
 # --- small helpers ------------------------------------------------------------------------------------
 
-def default_manifest() -> Path:
-    base = os.environ.get("LANGSHAZAM_EVAL_DIR")
-    return Path(base) / "manifest.csv" if base else REPO_ROOT.parent / "shared" / "eval" / "manifest.csv"
-
-
-@dataclass(frozen=True)
-class Clip:
-    file: str
-    lang: str
-    seconds: float
-    path: Path
-
-
 def read_manifest(path: Path) -> list[Clip]:
-    if not path.is_file():
-        sys.exit(f"benchmark.py: no manifest at {path} (use --manifest PATH or set LANGSHAZAM_EVAL_DIR)")
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    clips = [Clip(r["file"], r["lang"].strip(), float(r["seconds"]), path.parent / "clips" / r["file"]) for r in rows]
-    absent = [c.file for c in clips if not c.path.is_file()]
-    if absent:
-        sys.exit(f"benchmark.py: {len(absent)} clip(s) missing from {path.parent / 'clips'}, e.g. {absent[0]}")
-    return clips
+    return _read_manifest(path, "benchmark.py")
 
 
 def one_per_language(clips: list[Clip]) -> list[Clip]:

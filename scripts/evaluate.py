@@ -27,15 +27,16 @@ Prints markdown tables; `--json` dumps the numbers (and every clip's result).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import random
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from manifest import Clip, default_manifest  # noqa: E402
+from manifest import read_manifest as _read_manifest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BACKEND_DIR = REPO_ROOT / "backend"
@@ -49,33 +50,8 @@ THRESHOLD_PAIRS = ((0.5, 0.3), (0.6, 0.3), (0.7, 0.4), (0.8, 0.5), (0.9, 0.7))
 N_CANDIDATES = 5
 
 
-def default_manifest() -> Path:
-    base = os.environ.get("LANGSHAZAM_EVAL_DIR")
-    return Path(base) / "manifest.csv" if base else REPO_ROOT.parent / "shared" / "eval" / "manifest.csv"
-
-
-@dataclass(frozen=True)
-class Clip:
-    file: str
-    lang: str
-    seconds: float
-    path: Path
-
-
 def read_manifest(path: Path) -> list[Clip]:
-    if not path.is_file():
-        sys.exit(f"evaluate.py: no manifest at {path} (use --manifest PATH or set LANGSHAZAM_EVAL_DIR)")
-    clips_dir = path.parent / "clips"
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    missing = {"file", "lang", "seconds"} - set(rows[0] if rows else {})
-    if missing:
-        sys.exit(f"evaluate.py: {path} lacks column(s) {', '.join(sorted(missing))}")
-    clips = [Clip(r["file"], r["lang"].strip(), float(r["seconds"]), clips_dir / r["file"]) for r in rows]
-    absent = [c.file for c in clips if not c.path.is_file()]
-    if absent:
-        sys.exit(f"evaluate.py: {len(absent)} clip(s) missing from {clips_dir}, e.g. {absent[0]}")
-    return clips
+    return _read_manifest(path, "evaluate.py")
 
 
 def candidates_for(clip: Clip, languages: list[str], seed: int) -> list[str]:
