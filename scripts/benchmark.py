@@ -160,16 +160,9 @@ def bench_in_process(clips: list[Clip], passes: int, deadline: float) -> dict:
     from src.audio import decode
     from src.audio_processor import AudioProcessor
     from src.config.settings import load_settings
-    from src.engines import create_engine
-    from src.vad import VoiceActivityDetector
 
     settings = load_settings()
-    processor = AudioProcessor(
-        create_engine(settings),
-        vad=VoiceActivityDetector(threshold=settings.VAD_THRESHOLD),
-        min_speech_seconds=settings.MIN_SPEECH_SECONDS,
-        gc_after_processing=settings.GC_AFTER_PROCESSING,
-    )
+    processor = AudioProcessor.from_settings(settings)
     started = time.perf_counter()
     processor.load()
     load_seconds = time.perf_counter() - started

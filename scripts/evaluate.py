@@ -150,18 +150,11 @@ def main() -> int:
     from src.audio import decode
     from src.audio_processor import AudioProcessor
     from src.config.settings import load_settings
-    from src.engines import create_engine
-    from src.vad import VoiceActivityDetector
 
     clips = read_manifest(args.manifest)
     set_langs = sorted({c.lang for c in clips})
     settings = load_settings()
-    processor = AudioProcessor(
-        create_engine(settings),
-        vad=VoiceActivityDetector(threshold=settings.VAD_THRESHOLD),
-        min_speech_seconds=settings.MIN_SPEECH_SECONDS,
-        gc_after_processing=settings.GC_AFTER_PROCESSING,
-    )
+    processor = AudioProcessor.from_settings(settings)
     wall = time.perf_counter()
     processor.load()
     load_seconds = time.perf_counter() - wall

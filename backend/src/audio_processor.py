@@ -7,7 +7,7 @@ import asyncio
 import gc
 import logging
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from .audio import SAMPLE_RATE
 from .engines.base import Engine
 from .protocol import Identification
 from .vad import Speech, VoiceActivityDetector
+
+if TYPE_CHECKING:
+    from .config.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,20 @@ class AudioProcessor:
         self.queue_depth = 0  # detections waiting for a slot
         self._on_queue_change = on_queue_change
         self._semaphore = asyncio.Semaphore(max_concurrent_calls)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", **overrides: Any) -> "AudioProcessor":
+        """The processor the settings describe (engine not loaded yet); keyword arguments override."""
+        from .engines import create_engine
+
+        options: dict[str, Any] = {
+            "max_concurrent_calls": settings.MAX_CONCURRENT_CALLS,
+            "vad": VoiceActivityDetector(threshold=settings.VAD_THRESHOLD),
+            "min_speech_seconds": settings.MIN_SPEECH_SECONDS,
+            "gc_after_processing": settings.GC_AFTER_PROCESSING,
+            "max_queued": settings.MAX_QUEUED_DETECTIONS,
+        }
+        return cls(create_engine(settings), **(options | overrides))
 
     def load(self) -> None:
         self.engine.load()

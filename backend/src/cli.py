@@ -42,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from .audio import AudioDecodeError, decode
     from .audio_processor import AudioProcessor
     from .config import SettingsError, load_settings
-    from .engines import create_engine
     from .languages import language_name, parse_language_list
-    from .vad import VoiceActivityDetector
 
     try:
         languages = parse_language_list(args.languages)
@@ -57,12 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no audio files found", file=sys.stderr)
         return 2
 
-    processor = AudioProcessor(
-        create_engine(settings),
-        vad=VoiceActivityDetector(threshold=settings.VAD_THRESHOLD),
-        min_speech_seconds=settings.MIN_SPEECH_SECONDS,
-        gc_after_processing=False,
-    )
+    processor = AudioProcessor.from_settings(settings, gc_after_processing=False)
     processor.load()
     counts: Counter[str] = Counter()
     failures = 0

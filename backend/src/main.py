@@ -26,9 +26,7 @@ from . import http_api, protocol
 from .access import RedactTokens, require_api_key
 from .audio_processor import AudioProcessor
 from .config.settings import Settings, SettingsError, get_settings, logging_config, server_config
-from .engines import create_engine
 from .metrics import ServerMetrics
-from .vad import VoiceActivityDetector
 from .websocket_manager import Limits, WebSocketManager
 
 logger = logging.getLogger("src.main")
@@ -45,15 +43,7 @@ def configure_logging(settings: Settings) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = ServerMetrics()
-    audio_processor = AudioProcessor(
-        create_engine(settings),
-        max_concurrent_calls=settings.MAX_CONCURRENT_CALLS,
-        vad=VoiceActivityDetector(threshold=settings.VAD_THRESHOLD),
-        min_speech_seconds=settings.MIN_SPEECH_SECONDS,
-        gc_after_processing=settings.GC_AFTER_PROCESSING,
-        max_queued=settings.MAX_QUEUED_DETECTIONS,
-        on_queue_change=metrics.queue_changed,
-    )
+    audio_processor = AudioProcessor.from_settings(settings, on_queue_change=metrics.queue_changed)
     ws_manager = WebSocketManager(
         audio_processor,
         metrics,

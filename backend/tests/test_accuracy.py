@@ -33,16 +33,9 @@ def candidates_for(file: str, lang: str, languages: list[str]) -> list[str]:
 def results(model_cache):
     from src.audio_processor import AudioProcessor
     from src.config.settings import load_settings
-    from src.engines import create_engine
-    from src.vad import VoiceActivityDetector
 
     settings = load_settings(MODEL_CACHE_DIR=str(model_cache), ENGINE="local", WHISPER_MODEL="")
-    processor = AudioProcessor(
-        create_engine(settings),
-        vad=VoiceActivityDetector(threshold=settings.VAD_THRESHOLD),
-        min_speech_seconds=settings.MIN_SPEECH_SECONDS,
-        gc_after_processing=settings.GC_AFTER_PROCESSING,
-    )
+    processor = AudioProcessor.from_settings(settings)
     processor.load()
     clips = manifest()
     languages = sorted({item.lang for item in clips})

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from audio_tools import clip, encode, tone
+from audio_tools import clip, encode
 from conftest import exchange, free_port, stream_exchange
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from audio_tools import FORMATS, clip, encode, tone
+from audio_tools import clip, encode, tone
 from conftest import exchange
 
 # Clips the embedded Whisper base identifies correctly, in several languages and scripts.
