@@ -10,7 +10,7 @@ DIR defaults to ../shared/eval beside the project. Each clip is encoded once to 
 MediaRecorder sends it).
 
 Server: without --url, the script starts its own (`python -m src.main` from backend/, HOST=127.0.0.1, a free
-PORT, MODEL_CACHE_DIR from the environment or /tmp/mc, plus every --env KEY=VALUE) in its own session, and
+PORT, MODEL_CACHE_DIR from the environment or the server's default, plus every --env KEY=VALUE) in its own session, and
 always stops it at the end (SIGTERM, then kill), also on error or Ctrl-C. Its log is kept in a temporary file
 whose path is printed. With --url it uses a running server (127.0.0.1 / localhost only).
 
@@ -203,7 +203,7 @@ class ServerHandle:
         port = free_port()
         env = dict(os.environ)
         env.update({
-            "HOST": "127.0.0.1", "PORT": str(port), "MODEL_CACHE_DIR": os.environ.get("MODEL_CACHE_DIR", "/tmp/mc"),
+            "HOST": "127.0.0.1", "PORT": str(port),  # MODEL_CACHE_DIR: inherited, else the server's default
             "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
         })
         env.update(extra_env)
