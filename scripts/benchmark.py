@@ -48,6 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from manifest import Clip, default_manifest  # noqa: E402
 from manifest import read_manifest as _read_manifest  # noqa: E402
+from report import pct, table  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BACKEND_DIR = REPO_ROOT / "backend"
@@ -99,15 +100,6 @@ def p95(values) -> float:
 def ms(seconds: float) -> str:
     return "n/a" if seconds != seconds else f"{1000 * seconds:.0f} ms"
 
-
-def pct(num: int, den: int) -> str:
-    return f"{100.0 * num / den:.1f} %" if den else "n/a"
-
-
-def table(headers: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 class Printed(list):

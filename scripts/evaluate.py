@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from manifest import Clip, default_manifest  # noqa: E402
 from manifest import read_manifest as _read_manifest  # noqa: E402
+from report import pct, table  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BACKEND_DIR = REPO_ROOT / "backend"
@@ -73,15 +74,6 @@ def is_confident(probabilities, min_prob: float, min_margin: float) -> bool:
     second = probabilities[1][1] if len(probabilities) > 1 and probabilities[1][1] is not None else 0.0
     return first >= min_prob and first - second >= min_margin
 
-
-def pct(num: int, den: int) -> str:
-    return f"{100.0 * num / den:.1f} %" if den else "n/a"
-
-
-def table(headers: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def replay_stream(prefix_results: list[list[tuple[str, float]]], min_prob: float, min_margin: float,
