@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter, deque
 from typing import Any
 
@@ -31,6 +32,8 @@ class ServerMetrics:
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime the counters: later calls measure since the previous one
         psutil.cpu_percent(None, percpu=True)
+        self._cpu_sampled_at = time.monotonic()
+        self._cpu_sample: tuple[list[float], float] = ([0.0] * self.cpu_cores, 0.0)
 
         self.registry = CollectorRegistry()
         r = self.registry
@@ -104,9 +107,19 @@ class ServerMetrics:
     def average_processing_time(self) -> float:
         return sum(self.processing_times) / len(self.processing_times) if self.processing_times else 0.0
 
+    def _cpu(self) -> tuple[list[float], float]:
+        """CPU use per core and of this process (percent of one core), over at least the last second.
+
+        psutil measures since its previous call; every connection logs the metrics when it closes, so
+        sampling on each call would report near-empty intervals under load."""
+        now = time.monotonic()
+        if now - self._cpu_sampled_at >= 1.0:
+            self._cpu_sample = (psutil.cpu_percent(None, percpu=True), self._process.cpu_percent(None))
+            self._cpu_sampled_at = now
+        return self._cpu_sample
+
     def get_metrics_dict(self) -> dict[str, Any]:
-        per_core = psutil.cpu_percent(None, percpu=True)
-        process_cpu = self._process.cpu_percent(None)  # percent of one core, may exceed 100
+        per_core, process_cpu = self._cpu()
         return {
             "active_connections": self.active_connections,
             "total_requests": self.total_requests,
