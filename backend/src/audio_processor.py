@@ -13,6 +13,7 @@ import numpy as np
 
 from . import audio as audio_codec
 from .audio import SAMPLE_RATE
+from .confidence import ConfidenceRule
 from .engines.base import Engine
 from .protocol import Identification
 from .vad import Speech, VoiceActivityDetector
@@ -38,8 +39,10 @@ class AudioProcessor:
         gc_after_processing: bool = True,
         max_queued: int | None = None,
         on_queue_change: Callable[[int], None] | None = None,
+        confidence: ConfidenceRule | None = None,
     ) -> None:
         self.engine = engine
+        self.confidence = confidence or ConfidenceRule.default()
         self.max_concurrent_calls = max_concurrent_calls
         self.vad = vad or VoiceActivityDetector()
         self.min_speech_seconds = min_speech_seconds
@@ -60,6 +63,7 @@ class AudioProcessor:
             "min_speech_seconds": settings.MIN_SPEECH_SECONDS,
             "gc_after_processing": settings.GC_AFTER_PROCESSING,
             "max_queued": settings.MAX_QUEUED_DETECTIONS,
+            "confidence": ConfidenceRule.from_settings(settings),
         }
         return cls(create_engine(settings), **(options | overrides))
 
@@ -118,9 +122,9 @@ class AudioProcessor:
             )
         else:
             logger.info(
-                "[%s] Detected %s (%s) in %.3fs on %.2fs of speech",
-                connection_id, result.language, _fmt(result.probabilities), result.processing_time,
-                result.extra["speech_duration"],
+                "[%s] Detected %s (%s%s) in %.3fs on %.2fs of speech",
+                connection_id, result.language or result.reason, _fmt(result.probabilities),
+                ", confident" if result.confident else "", result.processing_time, result.extra["speech_duration"],
             )
         return result
 
@@ -142,10 +146,12 @@ class AudioProcessor:
     def identify(
         self, samples: np.ndarray, languages: list[str] | None = None, speech: Speech | None = None
     ) -> Identification:
-        """Blocking: find the speech (unless given), then run the engine on it alone.
+        """Blocking: find the speech (unless given), run the engine on it alone, and apply the honesty
+        rule (src/confidence.py: calibrated probabilities, `confident`, `reason: "uncertain"`).
 
-        Without enough speech the result has no probabilities and a `reason` ("no_speech", "too_short").
-        The command line and the evaluation scripts call this directly.
+        Without enough speech the result has no probabilities and a `reason` ("no_speech", "too_short"):
+        non-speech is never named. Every surface (the WebSocket modes, POST /detect, the command line,
+        the evaluation scripts) goes through here, so every answer carries the same verdict.
         """
         duration = len(samples) / SAMPLE_RATE
         if speech is None:
@@ -161,13 +167,16 @@ class AudioProcessor:
             elapsed = time.perf_counter() - started
             if self.gc_after_processing:
                 gc.collect()
+        probabilities, verdict = self.confidence.apply(detection.probabilities)
         return Identification(
-            probabilities=detection.probabilities,
+            probabilities=probabilities,
             processing_time=elapsed,
             audio_duration=duration,
             engine=self.engine.name,
-            reason=None if detection.probabilities else "uncertain",
+            reason=verdict.reason,
             extra=extra,
+            confident=verdict.confident,
+            raw_probabilities=detection.probabilities,
         )
 
 

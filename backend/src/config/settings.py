@@ -113,6 +113,21 @@ class Settings(BaseSettings):
     VAD_THRESHOLD: float = Field(0.5, gt=0.0, lt=1.0)
     """Silero VAD speech probability above which a 32 ms window counts as speech."""
 
+    ONCE_QUIET_SECONDS: float = Field(2.0, ge=0.0)
+    """One-shot mode: a client that sent some audio (less than MIN_AUDIO_SIZE) and then nothing for this
+    long gets its answer on what it sent (a short clip is not left waiting for the idle timeout). 0: off."""
+
+    # --- the honesty rule on every answer (see src/confidence.py) ------------------------------------
+    CALIBRATION_TEMPERATURE: float = Field(1.0, gt=0.0, le=20.0)
+    """The engine's probabilities are tempered, p ** (1 / T) renormalised, before any rule reads them
+    (T > 1 softens over-confident answers)."""
+    FINAL_PROBABILITY: float = Field(0.8, ge=0.0, le=1.0)
+    """An answer is confident (`confident: true`) when its top calibrated probability is at least this ..."""
+    FINAL_MARGIN: float = Field(0.5, ge=0.0, le=1.0)
+    """... and it leads the runner-up by at least this."""
+    UNCERTAIN_BELOW: float = Field(0.4, ge=0.0, le=1.0)
+    """An answer whose top calibrated probability is under this names no language: `reason: "uncertain"`."""
+
     # --- stream mode (see src/streaming.py for the rule) -----------------------------------------
     STREAM_FIRST_PARTIAL_SECONDS: float = Field(1.0, gt=0.0)
     """Seconds of speech before the first partial answer."""
@@ -120,14 +135,16 @@ class Settings(BaseSettings):
     """Seconds of new speech between two partial answers."""
     STREAM_MAX_SECONDS: float = Field(15.0, gt=0.0, le=120.0)
     """Seconds of audio after which a stream's answer is final whatever its confidence."""
-    FINAL_PROBABILITY: float = Field(0.8, ge=0.0, le=1.0)
-    """A partial answer is confident (and final) when its top probability is at least this ..."""
-    FINAL_MARGIN: float = Field(0.5, ge=0.0, le=1.0)
-    """... and it leads the runner-up by at least this ..."""
     FINAL_STABLE_UPDATES: int = Field(2, ge=1)
-    """... for the same language over this many consecutive detections."""
-    UNCERTAIN_BELOW: float = Field(0.4, ge=0.0, le=1.0)
-    """A final stream answer whose top probability is under this names no language: `reason: "uncertain"`."""
+    """A stream ends early (`ended_by: "confident"`) when this many consecutive detections are confident
+    for the same language."""
+    STREAM_MIN_SPEECH_SECONDS: float = Field(1.0, ge=0.0)
+    """End of speech: once this much speech was heard ..."""
+    STREAM_END_SILENCE_SECONDS: float = Field(0.7, ge=0.0)
+    """... a pause of this long after the last speech ends the stream (`ended_by: "end_of_speech"`). 0: off."""
+    STREAM_NO_SPEECH_SECONDS: float = Field(4.0, ge=0.0)
+    """A stream with no speech for this long ends (`ended_by: "no_speech"`); with less speech than
+    STREAM_MIN_SPEECH_SECONDS, this long a pause after it ends it too. 0: off."""
     MAX_CONCURRENT_CALLS: int = Field(3, ge=1)
     """Inferences allowed to run at the same time (the AudioProcessor's semaphore)."""
     GC_AFTER_PROCESSING: bool = True
@@ -140,11 +157,11 @@ class Settings(BaseSettings):
             first_partial_seconds=self.STREAM_FIRST_PARTIAL_SECONDS,
             update_seconds=self.STREAM_UPDATE_SECONDS,
             max_seconds=self.STREAM_MAX_SECONDS,
-            final_probability=self.FINAL_PROBABILITY,
-            final_margin=self.FINAL_MARGIN,
             stable_updates=self.FINAL_STABLE_UPDATES,
             min_speech_seconds=self.MIN_SPEECH_SECONDS,
-            uncertain_below=self.UNCERTAIN_BELOW,
+            end_min_speech_seconds=self.STREAM_MIN_SPEECH_SECONDS,
+            end_silence_seconds=self.STREAM_END_SILENCE_SECONDS,
+            no_speech_seconds=self.STREAM_NO_SPEECH_SECONDS,
         )
 
     @field_validator("HOST", "OPENAI_MODEL")
