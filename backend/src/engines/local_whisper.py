@@ -58,11 +58,13 @@ class LocalWhisperEngine:
         label = os.path.basename(os.path.normpath(model_path)) if model_path else MODEL_NAME
         self.name = f"local:{label}"
         self.max_batch = max_batch
+        self.loaded_path: str | None = None  # the model directory, once loaded
         self._model: WhisperModel | None = None
         self._batcher: _Batcher | None = None
 
     def load(self) -> None:
         path = self.model_path or str(ensure_model(self.cache_dir))
+        self.loaded_path = path
         self._model = WhisperModel(
             path, device="cpu", compute_type=self.compute_type, cpu_threads=self.cpu_threads
         )
