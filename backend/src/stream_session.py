@@ -68,12 +68,18 @@ class StreamSession(Session):
     async def _analysis_loop(self) -> None:
         policy, tracker = self.policy, self.tracker
         last: Identification | None = None
+        analysed_at = 0.0
         while True:
             await self._wake.wait()
             self._wake.clear()
             ended_by = self._stop
-            if ended_by is None and self.stream.new_seconds() < ANALYSIS_STEP_SECONDS:
-                continue
+            if ended_by is None:
+                # Compressed silence is a few bytes a second, so the byte-rate estimate of new audio lags
+                # in a pause: analyse also once a step of wall time has passed (real-time clients).
+                new = self.stream.new_seconds()
+                if new == 0 or (new < ANALYSIS_STEP_SECONDS and time.perf_counter() - analysed_at < ANALYSIS_STEP_SECONDS):
+                    continue
+            analysed_at = time.perf_counter()
             asked_at = self._stop_at if ended_by else time.perf_counter()
             try:
                 samples = await self.samples(final=ended_by is not None)
