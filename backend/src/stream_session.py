@@ -17,7 +17,7 @@ from . import protocol
 from .audio import SAMPLE_RATE, AudioIncomplete
 from .protocol import ClientMessage, Identification
 from .session import SHUTDOWN, Session
-from .streaming import StreamPolicy, StreamTracker, pause_seconds
+from .streaming import STREAM_VAD_MIN_SILENCE_MS, StreamPolicy, StreamTracker, pause_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class StreamSession(Session):
             max_samples = int(policy.max_seconds * SAMPLE_RATE)
             if len(samples) >= max_samples:
                 samples, ended_by = samples[:max_samples], ended_by or "max_duration"
-            speech = await self.context.audio_processor.find_speech(samples)
+            speech = await self.context.audio_processor.find_speech(samples, STREAM_VAD_MIN_SILENCE_MS)
             ended_by = ended_by or tracker.ending(speech, len(samples))
             if ended_by is not None:
                 result = last
