@@ -85,11 +85,18 @@ class StreamSession(Session):
                 samples = await self.samples(final=ended_by is not None)
             except AudioIncomplete:
                 continue
+            decoded_at = time.perf_counter()
             max_samples = int(policy.max_seconds * SAMPLE_RATE)
             if len(samples) >= max_samples:
                 samples, ended_by = samples[:max_samples], ended_by or "max_duration"
             speech = await self.context.audio_processor.find_speech(samples, STREAM_VAD_MIN_SILENCE_MS)
             ended_by = ended_by or tracker.ending(speech, len(samples))
+            logger.debug(
+                "[%s] %.2fs of audio, %.2fs of speech, pause %.2fs: decoded in %.0f ms, VAD %.0f ms%s",
+                self.connection_id, len(samples) / SAMPLE_RATE, speech.seconds,
+                pause_seconds(speech, len(samples)), 1000 * (decoded_at - analysed_at),
+                1000 * (time.perf_counter() - decoded_at), f", ends: {ended_by}" if ended_by else "",
+            )
             if ended_by is not None:
                 result = last
                 if result is None or speech.seconds - tracker.detected_speech > 0.05:

@@ -41,13 +41,16 @@ class StreamPolicy:
     stable_updates: int = 2
     min_speech_seconds: float = 0.5
     end_min_speech_seconds: float = 1.0
-    end_silence_seconds: float = 0.5
+    end_silence_seconds: float = 0.7
     no_speech_seconds: float = 4.0
 
 
 # The stream's VAD closes a speech segment after this much non-speech (the VAD's default, 500 ms, is
 # for whole clips): a pause is seen while it happens, and the answer is ready when the pause is long enough.
 STREAM_VAD_MIN_SILENCE_MS = 250
+
+
+_TOLERANCE = 0.005  # seconds: a pause measured in samples may fall a rounding short of a setting
 
 
 def pause_seconds(speech: Speech, audio_samples: int) -> float:
@@ -99,6 +102,7 @@ class StreamTracker:
         heard = speech.seconds
         pause = pause_seconds(speech, audio_samples)
         policy = self.policy
+        pause += _TOLERANCE
         if heard == 0:
             return "no_speech" if 0 < policy.no_speech_seconds <= pause else None
         if policy.end_silence_seconds <= 0:  # end of speech turned off
