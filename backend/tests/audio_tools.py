@@ -92,12 +92,14 @@ _FORMATS = {
 FORMATS = tuple(_FORMATS)
 
 
-def encode(samples: np.ndarray, fmt: str, sample_rate: int = 16000) -> bytes:
-    """Encode mono float32 samples into one of FORMATS."""
+def encode(samples: np.ndarray, fmt: str, sample_rate: int = 16000, bit_rate: int | None = None) -> bytes:
+    """Encode mono float32 samples into one of FORMATS (at the codec's default bit rate unless given)."""
     container_format, codec, rate, options = _FORMATS[fmt]
     out = io.BytesIO()
     with av.open(out, mode="w", format=container_format, options=options) as container:
         stream = container.add_stream(codec, rate=rate, layout="mono")
+        if bit_rate:
+            stream.bit_rate = bit_rate
         resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate)
         frame = av.AudioFrame.from_ndarray(samples.astype(np.float32).reshape(1, -1), format="flt", layout="mono")
         frame.sample_rate = sample_rate
@@ -109,6 +111,44 @@ def encode(samples: np.ndarray, fmt: str, sample_rate: int = 16000) -> bytes:
         for packet in stream.encode(None):
             container.mux(packet)
     return out.getvalue()
+
+
+def encode_chunks(samples: np.ndarray, chunk_seconds: float = 0.25, sample_rate: int = 16000) -> list[bytes]:
+    """Encode to webm/opus as a browser's MediaRecorder streams it: one piece of bytes per `chunk_seconds`
+    of audio (a cluster per chunk), whatever the bitrate (compressed silence is a few bytes a second)."""
+    out = io.BytesIO()
+    bounds = []
+    options = {"cluster_time_limit": str(int(chunk_seconds * 1000)), "flush_packets": "1"}
+    with av.open(out, mode="w", format="webm", options=options) as container:
+        stream = container.add_stream("libopus", rate=48000, layout="mono")
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=48000)
+
+        def mux(frames) -> None:
+            for resampled in frames:
+                resampled.pts = None
+                for packet in stream.encode(resampled):
+                    container.mux(packet)
+
+        step = int(0.02 * sample_rate)
+        next_bound = chunk_seconds
+        for start in range(0, len(samples), step):
+            piece = samples[start : start + step].astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(piece.reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate = sample_rate
+            mux(resampler.resample(frame))
+            if (start + len(piece)) / sample_rate >= next_bound - 1e-9:
+                bounds.append(out.tell())
+                next_bound += chunk_seconds
+        mux(resampler.resample(None))
+        for packet in stream.encode(None):
+            container.mux(packet)
+    data = out.getvalue()
+    pieces, previous = [], 0
+    for bound in [b for b in bounds if 0 < b < len(data)] + [len(data)]:
+        if bound > previous:
+            pieces.append(data[previous:bound])
+            previous = bound
+    return pieces
 
 
 def chunks(data: bytes, size: int = 4096) -> list[bytes]:

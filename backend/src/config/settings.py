@@ -147,7 +147,9 @@ class Settings(BaseSettings):
     STREAM_MIN_SPEECH_SECONDS: float = Field(1.0, ge=0.0)
     """End of speech: once this much speech was heard ..."""
     STREAM_END_SILENCE_SECONDS: float = Field(0.7, ge=0.0)
-    """... a pause of this long after the last speech ends the stream (`ended_by: "end_of_speech"`). 0: off."""
+    """... a pause (non-speech per the VAD) of this long after the last speech ends the stream (`ended_by:
+    "end_of_speech"`); the stream's VAD sees pauses from 0.25 s. 0: off. Chosen by measurement
+    (scripts/end_of_speech.py, README "End of speech")."""
     STREAM_NO_SPEECH_SECONDS: float = Field(4.0, ge=0.0)
     """A stream with no speech for this long ends (`ended_by: "no_speech"`); with less speech than
     STREAM_MIN_SPEECH_SECONDS, this long a pause after it ends it too. 0: off."""
