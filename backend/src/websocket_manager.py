@@ -26,7 +26,7 @@ from starlette.websockets import WebSocketState
 
 from . import protocol
 from .access import origin_allowed, presented_key, token_matches
-from .audio import SAMPLE_RATE, AudioDecodeError, AudioIncomplete, AudioStream
+from .audio import SAMPLE_RATE, AudioDecodeError, AudioIncomplete, AudioStream, AudioTooLong
 from .audio_processor import AudioProcessor, Busy
 from .engines.base import EngineError
 from .metrics import ServerMetrics
@@ -175,17 +175,18 @@ class WebSocketManager:
                 raise ClientError(str(exc), kind="bad_message") from None
             first = None
         try:
-            stream = AudioStream(options.format, options.sample_rate)
+            stream = AudioStream(options.format, options.sample_rate, max_seconds=self.limits.max_audio_seconds)
         except AudioDecodeError as exc:
             raise ClientError(str(exc), kind="bad_message") from None
         logger.info(
             "[%s] Mode %s, format %s, candidates %s",
             connection_id, options.mode, options.format or "container", ",".join(options.languages or []) or "all",
         )
-        if options.mode == "stream":
-            await self._stream(websocket, connection_id, options, stream, first)
-        else:
-            await self._answer_once(websocket, connection_id, options, stream, first)
+        with stream:  # its decoder stops with the connection
+            if options.mode == "stream":
+                await self._stream(websocket, connection_id, options, stream, first)
+            else:
+                await self._answer_once(websocket, connection_id, options, stream, first)
 
     async def _receive(self, websocket: WebSocket) -> bytes | ClientMessage | object:
         """The next frame (audio bytes or a checked client message), or SHUTDOWN once draining."""
@@ -233,8 +234,15 @@ class WebSocketManager:
             )
         try:
             stream.feed(data)
+        except AudioTooLong as exc:
+            raise self._too_long(exc) from None
         except AudioDecodeError as exc:
             raise ClientError(str(exc), kind="bad_audio") from None
+
+    @staticmethod
+    def _too_long(exc: AudioTooLong) -> ClientError:
+        """The stream passed MAX_AUDIO_SECONDS: its decoding stopped there."""
+        return ClientError(f"more than {exc.limit_seconds:g} s of audio on one connection", CLOSE_TOO_BIG, "too_large", True)
 
     @staticmethod
     def _check_end_of_audio(message: ClientMessage | object, stream: AudioStream) -> None:
@@ -254,13 +262,10 @@ class WebSocketManager:
             if final:
                 raise ClientError("the audio ended before it could be decoded", kind="bad_audio") from None
             raise
+        except AudioTooLong as exc:
+            raise self._too_long(exc) from None
         except AudioDecodeError as exc:
             raise ClientError(str(exc), kind="bad_audio") from None
-        if len(samples) > self.limits.max_audio_seconds * SAMPLE_RATE:
-            raise ClientError(
-                f"more than {self.limits.max_audio_seconds:g} s of audio on one connection",
-                CLOSE_TOO_BIG, "too_large", True,
-            )
         return samples
 
     # --- once: the original one-answer protocol ----------------------------------------------------
