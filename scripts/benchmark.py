@@ -22,6 +22,8 @@ beside it) defaults to ../shared/eval beside the project ($LANGSHAZAM_EVAL_DIR w
      owed, time to final after stop, detections per second (/metrics total_requests delta), server CPU;
    - server RSS after start-up, after the run, and its peak (sampled).
    The server is always stopped at the end (SIGTERM, then kill), even on error or Ctrl-C.
+3. Decoding a 120 s real-time stream per analysis step, whole-buffer (before) against incremental, and
+   the decoding CPU of one long stream (scripts/benchmark_decoding.py; `--no-decoding` skips it).
 
 Default run ≤ 10 minutes; `--quick` about 2 minutes (one clip per language, one pass, fewer streams).
 """
@@ -517,6 +519,7 @@ def main() -> int:
     parser.add_argument("--levels", default="1,4,16", help="concurrent streams to try, comma-separated")
     parser.add_argument("--budget", type=float, default=None, help="minutes before remaining parts are skipped (9; quick 2)")
     parser.add_argument("--no-server", action="store_true", help="only the in-process part")
+    parser.add_argument("--no-decoding", action="store_true", help="skip the stream-decoding part (benchmark_decoding.py)")
     parser.add_argument("--json", type=Path, default=None, help="dump the figures to this JSON file")
     args = parser.parse_args()
     passes = args.passes or (1 if args.quick else 3)
@@ -680,6 +683,13 @@ def main() -> int:
             clean = "Finished server process" in server.log()
             log(f"server stopped (exit code {code}{', after a graceful shutdown' if clean else ''}); "
                 f"log kept at {server.log_path}")
+
+    if not args.no_decoding:  # 3. Decoding a long real-time stream, before / after incremental decoding.
+        import benchmark_decoding
+
+        log("decoding: a 120 s stream, step by step")
+        results["decoding"] = benchmark_decoding.measure(all_clips, 120.0)
+        out += ["", *benchmark_decoding.report(results["decoding"])]
 
     try:
         end_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
