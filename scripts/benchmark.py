@@ -28,6 +28,8 @@ server (MODEL_CACHE_DIR, WHISPER_CPU_THREADS, ...). The manifests (file, lang, s
    audio, sent when those 250 ms have been "recorded"), then 3 s of quiet-room noise, never a stop:
    end of speech (Silero VAD, no padding) to the final answer, p50 / p95; speech start to the first
    partial answer; and silent streams: start to the `no_speech` final. `--only-eos` runs only this part.
+4. Decoding a 120 s real-time stream per analysis step, whole-buffer (before) against incremental, and
+   the decoding CPU of one long stream (scripts/benchmark_decoding.py; `--no-decoding` skips it).
 
 Default run ≤ 10 minutes; `--quick` about 2 minutes (one clip per language, one pass, fewer streams).
 """
@@ -708,6 +710,7 @@ def main() -> int:
     parser.add_argument("--no-server", action="store_true", help="only the in-process part")
     parser.add_argument("--eos-clips", type=int, default=None, help="clips for the end-of-speech part (24; quick 20)")
     parser.add_argument("--only-eos", action="store_true", help="only the end-of-speech part")
+    parser.add_argument("--no-decoding", action="store_true", help="skip the stream-decoding part (benchmark_decoding.py)")
     parser.add_argument("--json", type=Path, default=None, help="dump the figures to this JSON file")
     args = parser.parse_args()
     passes = args.passes or (1 if args.quick else 3)
@@ -894,6 +897,12 @@ def main() -> int:
         eos = bench_end_of_speech(speech_clips, eos_n, 3, deadline=max(deadline, time.monotonic() + 300))
         results["end_of_speech"] = report_end_of_speech(eos, out)
         out += ["", f"End-of-speech part: {time.monotonic() - t3:.0f} s."]
+    if not args.no_decoding:  # 4. Decoding a long real-time stream, before / after incremental decoding.
+        import benchmark_decoding
+
+        log("decoding: a 120 s stream, step by step")
+        results["decoding"] = benchmark_decoding.measure(speech_clips, 120.0)
+        out += ["", *benchmark_decoding.report(results["decoding"])]
 
     try:
         end_load = " ".join(f"{x:.2f}" for x in os.getloadavg())

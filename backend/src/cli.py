@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    from .audio import AudioDecodeError, decode
+    from .audio import AudioDecodeError, decode_head
     from .audio_processor import AudioProcessor
     from .config import SettingsError, load_settings
     from .languages import language_name, parse_language_list
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = tqdm(files, unit="file", file=sys.stderr, disable=args.no_progress or len(files) < 5, leave=False)
     for path in progress:
         try:
-            result = processor.identify(decode(path.read_bytes()), languages)
+            result = processor.identify(decode_head(path.read_bytes(), settings.MAX_UPLOAD_SECONDS)[0], languages)
         except (AudioDecodeError, OSError) as exc:
             failures += 1
             line = {"file": str(path), "error": str(exc)} if args.json else f"{path}\terror: {exc}"

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     MAX_BYTES_PER_CONNECTION: int = Field(10 * 1024 * 1024, ge=1)
     """Audio bytes one connection may send (close 1009 above)."""
     MAX_AUDIO_SECONDS: float = Field(120.0, gt=0)
-    """Seconds of audio one connection may send (close 1009 above)."""
+    """Seconds of audio one connection may send (close 1009 above): decoding counts the seconds as it goes
+    and stops there, so no connection holds more than this much decoded audio."""
     MAX_FRAME_BYTES: int = Field(1024 * 1024, ge=1)
     """Largest single WebSocket frame (close 1009 above)."""
     IDLE_TIMEOUT_SECONDS: float = Field(30.0, gt=0)
@@ -105,6 +106,11 @@ class Settings(BaseSettings):
     """Bytes of audio to buffer before answering (the original design's 20 KB)."""
     MAX_UPLOAD_BYTES: int = Field(10 * 1024 * 1024, ge=1)
     """Largest audio file POST /detect accepts (413 above)."""
+    MAX_UPLOAD_SECONDS: float = Field(60.0, gt=0)
+    """POST /detect (and the command line) decode at most this many seconds of a file and answer on
+    them: decoding stops there, and the answer of a longer file says `"truncated": true`. The engine
+    looks at 30 s of speech at most; more lets it find speech that starts late, at a cost in memory (the
+    VAD's working memory grows with the audio: ~25 MB at 60 s, ~50 MB at 120 s, per request)."""
     TOP_K: int = Field(5, ge=1, le=100)
     """How many candidate languages each answer lists in `top`."""
     MIN_SPEECH_SECONDS: float = Field(0.5, ge=0.0)
