@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the Docker image with podman, run it on loopback and check it end to end: the health check,
-# GET /, GET /metrics, one WebSocket detection of a real clip, and a clean stop on SIGTERM.
+# GET /, GET /ready, GET /metrics, one WebSocket detection of a real clip, and a clean stop on SIGTERM.
 # Prints the build time, the time from `podman run` to healthy, and the image size.
 #
 #   bash scripts/container-smoke.sh
@@ -269,6 +269,15 @@ def get(path):
 root = get("/")
 assert root == {"message": "Server is running!"}, f"GET / answered {root!r}"
 print(f"GET / -> {json.dumps(root)}")
+deadline = time.monotonic() + 60  # healthy (GET /) can come before the model is loaded (GET /ready)
+while True:
+    try:
+        ready = get("/ready")
+        break
+    except OSError:
+        assert time.monotonic() < deadline, "GET /ready not 200 within 60 s"
+        time.sleep(0.2)
+print(f"GET /ready -> {json.dumps(ready)}")
 metrics = get("/metrics")
 assert isinstance(metrics, dict) and "total_requests" in metrics, f"GET /metrics answered {metrics!r}"
 print(f"GET /metrics -> total_requests={metrics['total_requests']}")
