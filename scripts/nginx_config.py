@@ -45,7 +45,7 @@ def render(replica_ports: list[int], listen_port: int, workdir: Path, source: Pa
     text = _sub(r"^(\s*)listen\s+\d+\s*;", rf"\1listen 127.0.0.1:{listen_port};", text)
     text = _sub(r"^pid\s+\S+;", f"pid {workdir / 'nginx.pid'};", text)
     text = _sub(r"^error_log\s+\S+", f"error_log {workdir / 'error.log'}", text)
-    text = _sub(r"^(\s*)access_log\s+\S+;", rf"\1access_log {workdir / 'access.log'};", text)
+    text = _sub(r"^(\s*)access_log\s+\S+", rf"\1access_log {workdir / 'access.log'}", text)
     temp = "".join(
         f"    {name}_temp_path {workdir / name};\n" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
