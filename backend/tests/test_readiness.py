@@ -54,9 +54,10 @@ def test_ready_is_503_while_loading_then_200(make_server):
 
 
 def test_sigterm_fails_readiness_then_serves_for_the_delay_then_drains(make_server):
-    delay = 4.0
+    delay = 8.0
+    # The stream must still be open at SIGTERM: no early final (confident or at a pause).
     srv = make_server({"SHUTDOWN_READINESS_DELAY_SECONDS": str(delay), "SHUTDOWN_GRACE_SECONDS": "15",
-                       "FINAL_PROBABILITY": "1.0"})
+                       "FINAL_PROBABILITY": "1.0", "STREAM_END_SILENCE_SECONDS": "0"})
     samples = clip("ru_cv_1.mp3").samples()
     audio = encode(samples, "webm")
     result = {}
@@ -105,7 +106,7 @@ def test_sigterm_fails_readiness_then_serves_for_the_delay_then_drains(make_serv
     assert code == 1000
     assert srv.process.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
     log = srv.log()
-    order = [log.index(line) for line in ("readiness off", "Still serving for 4.0s", "Draining open connections")]
+    order = [log.index(line) for line in ("readiness off", f"Still serving for {delay}s", "Draining open connections")]
     assert order == sorted(order), log[-3000:]
 
 
