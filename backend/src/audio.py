@@ -323,7 +323,6 @@ class _StreamDecoder:
             self.input.end(drop=True)  # nothing more will be read: drop what is pending, refuse the rest
             self.done.set()
             self.input.wake()
-            gc.collect()  # FFmpeg resampler objects are freed only by the collector (faster-whisper #390)
 
     def catch_up(self) -> None:
         """Wait until every byte written so far is decoded (as far as it can be before more arrive)."""
@@ -351,7 +350,8 @@ class AudioStream:
     samples are asked for (the cost then grows with the stream). `new_seconds()` estimates from the byte
     rate how much audio arrived since the last `samples()`, so callers ask only when it is worth it.
 
-    `close()` (or dropping the last reference) stops the decoder thread.
+    `feed` and `samples` may be called from different threads. `close()` (or dropping the last
+    reference) stops the decoder thread.
     """
 
     def __init__(self, fmt: str | None = None, sample_rate: int | None = None, *, max_seconds: float | None = None) -> None:
@@ -368,6 +368,7 @@ class AudioStream:
         self._out = _Samples(_limit_samples(max_seconds))
         self._whole: np.ndarray | None = None  # the last whole-buffer decode
         self._decoder: _StreamDecoder | None = None
+        self._container = ""  # the sniffed container of an incremental stream
         self._finalizer: weakref.finalize | None = None
         self._seen_samples = 0  # samples returned by the last samples()
         self._seen_bytes = 0  # bytes received at the last samples()
