@@ -72,7 +72,7 @@ def test_a_short_pause_mid_sentence_does_not_end_it(patient):
                                      start=PCM_START, stop=False)
     data = messages[-1]["data"]
     assert data["ended_by"] == "end_of_speech" and data["language"] == "ru", data
-    assert data["audio_duration"] > len(first) / RATE + 0.3 + len(second) / RATE - 1.0, data
+    assert data["audio_duration"] > len(first) / RATE + 0.3 + 2.0, data  # well past the short pause
     assert data["speech_duration"] > 6.0, data  # the clip has 6.7 s of speech, 3.3 s of it before the pause
 
 
