@@ -77,7 +77,8 @@ class StreamSession(Session):
                 # Compressed silence is a few bytes a second, so the byte-rate estimate of new audio lags
                 # in a pause: analyse also once a step of wall time has passed (real-time clients).
                 new = self.stream.new_seconds()
-                if new == 0 or (new < ANALYSIS_STEP_SECONDS and time.perf_counter() - analysed_at < ANALYSIS_STEP_SECONDS):
+                recent = time.perf_counter() - analysed_at < ANALYSIS_STEP_SECONDS
+                if new == 0 or (new < ANALYSIS_STEP_SECONDS and recent):
                     continue
             analysed_at = time.perf_counter()
             asked_at = self._stop_at if ended_by else time.perf_counter()
