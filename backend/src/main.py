@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import http_api, protocol
+from . import api_docs, http_api, openai_api, protocol
 from .access import RedactTokens, require_api_key
 from .audio_processor import AudioProcessor
 from .config.settings import Settings, SettingsError, get_settings, logging_config, server_config
@@ -73,7 +73,10 @@ def create_app(settings: Settings) -> FastAPI:
         audio_processor.close()
         logger.info("Engine %s closed", audio_processor.engine.name)
 
-    app = FastAPI(title="LangShazam", summary="Spoken language identification", lifespan=lifespan)
+    app = FastAPI(
+        title="LangShazam", summary="Spoken language identification", description=api_docs.DESCRIPTION,
+        lifespan=lifespan, docs_url=None, redoc_url=None,
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -100,7 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.error("bad_message")
         return JSONResponse(protocol.error(f"invalid request: {problems}", "http"), status_code=422)
 
-    @app.get("/")
+    @app.get("/", summary="Health check")
     async def root() -> dict[str, str]:
         return {"message": "Server is running!"}
 
@@ -113,6 +116,8 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(metrics.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(http_api.router)
+    app.include_router(openai_api.router)
+    api_docs.install(app)
 
     @app.get("/ui", include_in_schema=False)
     async def ui_redirect() -> RedirectResponse:

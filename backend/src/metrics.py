@@ -28,6 +28,7 @@ class ServerMetrics:
         self.errors_by_type: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
         self.queued_detections = 0
+        self.transcriptions = 0
         self.cpu_cores = psutil.cpu_count(logical=True) or os.cpu_count() or 1
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime the counters: later calls measure since the previous one
@@ -53,6 +54,10 @@ class ServerMetrics:
         )
         self._p_answers = PromCounter(
             "langshazam_answers", "Final answers, by language (or reason when none)", ["language"], registry=r
+        )
+        self._p_transcription = Histogram(
+            "langshazam_transcription_seconds", "Time per transcription (/v1/audio/transcriptions), detection included",
+            buckets=_LATENCY_BUCKETS, registry=r,
         )
         self._p_queue = Gauge("langshazam_queue_depth", "Detections waiting for an inference slot", registry=r)
         self._p_in_flight = Gauge("langshazam_active_processes", "Detections running", registry=r)
@@ -81,6 +86,10 @@ class ServerMetrics:
         if processing_time is not None:
             self.processing_times.append(processing_time)
             self._p_processing.observe(processing_time)
+
+    def transcribed(self, seconds: float) -> None:
+        self.transcriptions += 1
+        self._p_transcription.observe(seconds)
 
     def queue_changed(self, depth: int) -> None:
         self.queued_detections = depth
@@ -134,6 +143,7 @@ class ServerMetrics:
             "cpu_cores": self.cpu_cores,
             "effective_cores_used": round(process_cpu / 100.0, 2),
             "queued_detections": self.queued_detections,
+            "transcriptions": self.transcriptions,
             "errors_by_type": dict(self.errors_by_type),
             "rejections": dict(self.rejections),
         }
