@@ -85,7 +85,7 @@ def _from_http(exc: HTTPException) -> OpenAIError:
 
 def _from_validation(exc: RequestValidationError) -> OpenAIError:
     first = exc.errors()[0]
-    param = str(first["loc"][-1]) if len(first["loc"]) > 1 else None
+    param = str(first["loc"][1]) if len(first["loc"]) > 1 else None
     if param == "timestamp_granularities[]":
         param = "timestamp_granularities"
     message = "; ".join(
