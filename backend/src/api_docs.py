@@ -24,8 +24,8 @@ server's `/v1`.
 **WebSocket `/ws`** (not shown below, OpenAPI cannot describe it): its messages, options and close codes are
 in the AsyncAPI document [/asyncapi.yaml](/asyncapi.yaml) and in the README's "WebSocket protocol" section.
 
-**API key**: when the server has `API_KEY` set, send `Authorization: Bearer KEY` ("Authorize" above is not
-needed otherwise). Errors: `{"status": "error", "message": ...}`, except on `/v1`, which answers OpenAI's
+**API key**: when the server has `API_KEY` set, send `Authorization: Bearer KEY` ("Authorize" below); `/`,
+`/docs` and the page at `/ui/` stay open. Errors: `{"status": "error", "message": ...}`, except on `/v1`, which answers OpenAI's
 `{"error": {"message", "type", "param", "code"}}`.
 """
 

@@ -130,8 +130,9 @@ _DETECT_BODY = {
                 "required": ["file"],
                 "properties": {
                     "file": _AUDIO_BODY,
-                    "languages": {"type": "string", "description": "candidate languages, e.g. en,es,fr"},
-                    "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
+                    # empty examples: Swagger UI's "Try it out" would otherwise send its placeholder values
+                    "languages": {"type": "string", "description": "candidate languages, e.g. en,es,fr", "examples": [""]},
+                    "top_k": {"type": "integer", "minimum": 1, "maximum": 100, "examples": [3]},
                 },
             }
         },

@@ -107,11 +107,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def root() -> dict[str, str]:
         return {"message": "Server is running!"}
 
-    @app.get("/metrics", dependencies=[Depends(require_api_key)])
+    @app.get("/metrics", summary="Counters, as JSON", dependencies=[Depends(require_api_key)])
     async def get_metrics() -> dict:
         return metrics.get_metrics_dict()
 
-    @app.get("/metrics/prometheus", dependencies=[Depends(require_api_key)])
+    @app.get("/metrics/prometheus", summary="Counters, in Prometheus' text format", dependencies=[Depends(require_api_key)])
     async def get_prometheus() -> Response:
         return Response(metrics.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -135,6 +135,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "bad file or parameter"},
     401: {"model": ErrorResponse, "description": "missing or wrong API key (when the server has API_KEY set)"},
     404: {"model": ErrorResponse, "description": "unknown model"},
+    # every other error, also in OpenAI's shape (invalid parameters are 400 here, never FastAPI's 422)
+    "4XX": {"model": ErrorResponse, "description": "another client error"},
+    "5XX": {"model": ErrorResponse, "description": "a server error"},
 }
 
 router = APIRouter(
@@ -232,11 +235,17 @@ async def create_transcription(
     request: Request,
     processor: Annotated[AudioProcessor, Depends(get_processor)],
     file: Annotated[UploadFile, File(description="audio: webm/opus, mp4/m4a, ogg, wav, mp3, flac, ...")],
-    model: Annotated[str, Form(description="`whisper-1` or the served model's own name (see GET /v1/models)")],
+    model: Annotated[
+        str, Form(description="`whisper-1` or the served model's own name (see GET /v1/models)", examples=["whisper-1"])
+    ],
+    # empty examples: Swagger UI's "Try it out" would otherwise send its placeholder "string"
     language: Annotated[
-        str | None, Form(description="ISO 639-1 code: transcribe in it (the detected language is still reported)")
+        str | None,
+        Form(description="ISO 639-1 code: transcribe in it (the detected language is still reported)", examples=[""]),
     ] = None,
-    prompt: Annotated[str | None, Form(description="text to guide the transcript's style and spelling")] = None,
+    prompt: Annotated[
+        str | None, Form(description="text to guide the transcript's style and spelling", examples=[""])
+    ] = None,
     response_format: Annotated[ResponseFormat, Form()] = "json",
     temperature: Annotated[float, Form(ge=0.0, le=1.0, description="0: with fallback to higher on failure")] = 0.0,
     timestamp_granularities: Annotated[
