@@ -107,6 +107,18 @@ def test_language_given_is_transcribed_in_and_detection_still_reported(server, v
     assert words_of(forced.text) != words_of(verbose.text) and "borneo" in words_of(forced.text), forced.text
 
 
+def test_no_speech_is_an_empty_transcript(server):
+    before = server.metrics()
+    silence = encode(np.zeros(3 * 16000, dtype=np.float32), "wav")
+    result = sdk(server).audio.transcriptions.create(model="whisper-1", file=("quiet.wav", silence),
+                                                      response_format="verbose_json")
+    assert result.text == "" and result.segments == [] and result.duration == pytest.approx(3.0, abs=0.01)
+    extra = result.model_extra
+    assert extra["reason"] == "no_speech" and extra["language_code"] is None and extra["top"] == []
+    assert extra["confident"] is False and extra["language_probability"] is None
+    assert server.metrics()["transcriptions"] == before["transcriptions"] + 1
+
+
 def test_bad_file_is_a_400_in_openais_shape(server):
     before = server.metrics()
     with pytest.raises(openai.BadRequestError) as caught:
