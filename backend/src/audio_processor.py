@@ -14,6 +14,7 @@ import numpy as np
 
 from . import audio as audio_codec
 from .audio import SAMPLE_RATE
+from .confidence import ConfidenceRule
 from .engines.base import Engine, TranscribeOptions, Transcript
 from .protocol import Identification
 from .vad import Speech, VoiceActivityDetector
@@ -51,8 +52,10 @@ class AudioProcessor:
         gc_after_processing: bool = True,
         max_queued: int | None = None,
         on_queue_change: Callable[[int], None] | None = None,
+        confidence: ConfidenceRule | None = None,
     ) -> None:
         self.engine = engine
+        self.confidence = confidence or ConfidenceRule.default()
         self.max_concurrent_calls = max_concurrent_calls
         self.vad = vad or VoiceActivityDetector()
         self.min_speech_seconds = min_speech_seconds
@@ -73,6 +76,7 @@ class AudioProcessor:
             "min_speech_seconds": settings.MIN_SPEECH_SECONDS,
             "gc_after_processing": settings.GC_AFTER_PROCESSING,
             "max_queued": settings.MAX_QUEUED_DETECTIONS,
+            "confidence": ConfidenceRule.from_settings(settings),
         }
         return cls(create_engine(settings), **(options | overrides))
 
@@ -117,9 +121,9 @@ class AudioProcessor:
             )
         else:
             logger.info(
-                "[%s] Detected %s (%s) in %.3fs on %.2fs of speech",
-                connection_id, result.language, _fmt(result.probabilities), result.processing_time,
-                result.extra["speech_duration"],
+                "[%s] Detected %s (%s%s) in %.3fs on %.2fs of speech",
+                connection_id, result.language or result.reason, _fmt(result.probabilities),
+                ", confident" if result.confident else "", result.processing_time, result.extra["speech_duration"],
             )
         return result
 
@@ -142,18 +146,19 @@ class AudioProcessor:
         speech = self.vad.find_speech(samples)
         if speech.seconds >= self.min_speech_seconds and self.engine.names_language_when_transcribing and not options.language:
             transcript = self.engine.transcribe(samples, options)
-            probabilities = transcript.detection.probabilities if transcript.detection else []
+            raw = transcript.detection.probabilities if transcript.detection else []
+            probabilities, verdict = self.confidence.apply(raw)
             identification = Identification(
                 probabilities, time.perf_counter() - started, len(samples) / SAMPLE_RATE, self.engine.name,
-                reason=None if probabilities else "uncertain", extra={"speech_duration": round(speech.seconds, 3)},
+                reason=verdict.reason, extra={"speech_duration": round(speech.seconds, 3)},
+                confident=verdict.confident, raw_probabilities=raw,
             )
         else:
             identification = self.identify(samples, speech=speech)
             if identification.reason in ("no_speech", "too_short"):
                 transcript = Transcript(text="", language=options.language)
             else:
-                detected = identification.probabilities[0][0] if identification.probabilities else None
-                language = options.language or detected
+                language = options.language or identification.top_language  # named, or only the likeliest
                 transcript = self.engine.transcribe(samples, replace(options, language=language))
         return Transcription(identification, transcript, time.perf_counter() - started)
 
@@ -195,10 +200,12 @@ class AudioProcessor:
     def identify(
         self, samples: np.ndarray, languages: list[str] | None = None, speech: Speech | None = None
     ) -> Identification:
-        """Blocking: find the speech (unless given), then run the engine on it alone.
+        """Blocking: find the speech (unless given), run the engine on it alone, and apply the honesty
+        rule (src/confidence.py: calibrated probabilities, `confident`, `reason: "uncertain"`).
 
-        Without enough speech the result has no probabilities and a `reason` ("no_speech", "too_short").
-        The command line and the evaluation scripts call this directly.
+        Without enough speech the result has no probabilities and a `reason` ("no_speech", "too_short"):
+        non-speech is never named. Every surface (the WebSocket modes, POST /detect, the command line,
+        the evaluation scripts) goes through here, so every answer carries the same verdict.
         """
         duration = len(samples) / SAMPLE_RATE
         if speech is None:
@@ -214,13 +221,16 @@ class AudioProcessor:
             elapsed = time.perf_counter() - started
             if self.gc_after_processing:
                 gc.collect()
+        probabilities, verdict = self.confidence.apply(detection.probabilities)
         return Identification(
-            probabilities=detection.probabilities,
+            probabilities=probabilities,
             processing_time=elapsed,
             audio_duration=duration,
             engine=self.engine.name,
-            reason=None if detection.probabilities else "uncertain",
+            reason=verdict.reason,
             extra=extra,
+            confident=verdict.confident,
+            raw_probabilities=detection.probabilities,
         )
 
 

@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             record.pop("connection_id", None)
             tqdm.write(json.dumps(record), file=sys.stdout)
         else:
-            head = f"{language}\t{language_name(language)}" if language else f"-\t({result.reason})"
+            if language:
+                head = f"{language}\t{language_name(language)}\t{'confident' if result.confident else 'tentative'}"
+            else:
+                head = f"-\t({result.reason})\t-"
             top = result.probabilities[:top_k]
             others = ", ".join(f"{c} {p:.2f}" if p is not None else c for c, p in top)
             tqdm.write(f"{path}\t{head}\t{others}", file=sys.stdout)

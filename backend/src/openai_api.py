@@ -35,7 +35,6 @@ from .audio_processor import AudioProcessor, Busy
 from .engines.base import EngineError, Segment, TranscribeOptions
 from .languages import WHISPER_LANGUAGES, language_name, to_code
 from .metrics import ServerMetrics
-from .protocol import Identification
 
 logger = logging.getLogger(__name__)
 
@@ -201,18 +200,9 @@ class VerboseTranscription(TranscriptionVerbose):
     task: Literal["transcribe"] = "transcribe"
     language_code: str | None = Field(None, description="LangShazam: ISO 639-1 code of the language detected, or null")
     language_probability: float | None = Field(None, description="LangShazam: the model's probability for it")
-    confident: bool = Field(False, description="LangShazam: the detection passes the stream mode's confidence rule")
+    confident: bool = Field(False, description="LangShazam: the detection is confident by the honesty rule")
     top: list[Candidate] = Field(default_factory=list, description="LangShazam: the most likely languages")
-    reason: str | None = Field(None, description="LangShazam: why no language was named (no_speech, too_short, ...)")
-
-
-def confident(result: Identification, final_probability: float, final_margin: float) -> bool:
-    """Is this one detection confident by the stream rule's thresholds (top probability and lead)?"""
-    probabilities = [prob for _, prob in result.probabilities]
-    if result.language is None or not probabilities or probabilities[0] is None:
-        return False
-    runner_up = probabilities[1] if len(probabilities) > 1 and probabilities[1] is not None else 0.0
-    return probabilities[0] >= final_probability and probabilities[0] - runner_up >= final_margin
+    reason: str | None = Field(None, description="LangShazam: why no language was named: no_speech, too_short, uncertain")
 
 
 @router.post(
@@ -314,7 +304,7 @@ async def create_transcription(
         words=[vars(word) for word in transcript.words] if transcript.words is not None else None,
         language_code=identification.language,
         language_probability=_round(top[0][1]) if identification.language else None,
-        confident=confident(identification, settings.FINAL_PROBABILITY, settings.FINAL_MARGIN),
+        confident=bool(identification.confident and identification.language),
         top=[Candidate(language=c, language_name=language_name(c), probability=_round(p)) for c, p in top],
         reason=identification.reason,
     )

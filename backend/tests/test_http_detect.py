@@ -104,7 +104,7 @@ def test_cli_on_a_folder(tmp_path, model_cache):
             assert rest[0].startswith("error: could not decode wav")
         else:
             assert rest[0] == expected[name], line
-            assert len(rest[2].split(", ")) == 2, line  # TOP_K candidates by default
+            assert len(rest[3].split(", ")) == 2, line  # TOP_K candidates by default
     errors = out.stderr.strip().splitlines()
     assert f"error: no such file or folder: {missing}" in errors
     assert errors[-1].startswith("4 files in") and "1 could not be read; 1 not found" in errors[-1], out.stderr

@@ -15,6 +15,7 @@ import pytest
 from openai.types.audio import Transcription, TranscriptionVerbose
 
 from audio_tools import clip, encode
+from src.confidence import ConfidenceRule
 
 SPANISH = "es_cv_5.mp3"  # "Es un originario de lo este África Tropical y de Borneo." (5.6 s)
 
@@ -65,7 +66,8 @@ def test_verbose_json(server, verbose):
                                         "probability": extra["language_probability"]}
     p1, p2 = top[0]["probability"], top[1]["probability"]
     assert 0.5 < p1 <= 1 and p1 >= p2
-    assert extra["confident"] is (p1 >= 0.8 and p1 - p2 >= 0.5)  # the FINAL_PROBABILITY / FINAL_MARGIN rule
+    verdict = ConfidenceRule.default().verdict([(t["language"], t["probability"]) for t in top])
+    assert extra["confident"] is verdict.confident  # the honesty rule, as on every answer
 
 
 def test_json_text_srt_vtt(server, verbose):
