@@ -26,7 +26,7 @@ from . import api_docs, http_api, openai_api, protocol
 from .access import RedactTokens, require_api_key
 from .audio_processor import AudioProcessor
 from .config.settings import Settings, SettingsError, get_settings, logging_config, server_config
-from .metrics import ServerMetrics
+from .metrics import MetricsSnapshot, ServerMetrics
 from .websocket_manager import Limits, WebSocketManager
 
 logger = logging.getLogger("src.main")
@@ -108,7 +108,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def root() -> dict[str, str]:
         return {"message": "Server is running!"}
 
-    @app.get("/metrics", summary="Counters, as JSON", dependencies=[Depends(require_api_key)])
+    @app.get("/metrics", summary="Counters, as JSON", response_model=MetricsSnapshot,
+             dependencies=[Depends(require_api_key)])
     async def get_metrics() -> dict:
         return metrics.get_metrics_dict()
 

@@ -12,10 +12,34 @@ from typing import Any
 import psutil
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
+from pydantic import BaseModel, ConfigDict, Field
 
 logger = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+
+
+class MetricsSnapshot(BaseModel):
+    """GET /metrics, as documented in /docs (and the README)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    active_connections: int = Field(description="open WebSocket connections")
+    total_requests: int = Field(description="detections and transcriptions started (each partial answer counts)")
+    errors: int = Field(description="errors answered, rejections included")
+    active_processes: int = Field(description="detections and transcriptions running or waiting")
+    average_processing_time: float = Field(description="mean inference time of the recent detections (s)")
+    recent_processing_times: int = Field(description="how many detections that mean covers (at most 100)")
+    memory_usage_mb: float = Field(description="resident memory of the server")
+    cpu_usage_percent: float = Field(description="the machine's CPU use, over at least the last second")
+    cpu_usage_per_core: list[float]
+    process_cpu_percent: float = Field(description="the server's CPU use, in percent of one core")
+    cpu_cores: int
+    effective_cores_used: float = Field(description="the server's CPU use, in cores")
+    queued_detections: int = Field(description="detections and transcriptions waiting for an inference slot")
+    transcriptions: int = Field(description="/v1/audio/transcriptions answered")
+    errors_by_type: dict[str, int]
+    rejections: dict[str, int] = Field(description="refusals by a limit or an access rule, by reason")
 
 
 class ServerMetrics:

@@ -54,6 +54,13 @@ def test_openapi_declares_bodies_and_real_answers(server):
     assert {"/v1/models", "/v1/models/{model_id}", "/languages", "/metrics"} <= set(spec["paths"])
 
 
+def test_metrics_schema_matches_the_answer(server):
+    spec = server.get("/openapi.json").json()
+    schema = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    declared = spec["components"]["schemas"][schema["$ref"].split("/")[-1]]["properties"]
+    assert set(server.metrics()) == set(declared)
+
+
 def test_asyncapi_document(server):
     response = server.get("/asyncapi.yaml")
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/yaml")
