@@ -231,3 +231,15 @@ def test_openai_engine_against_a_second_langshazam(server, make_server):
     assert passed.segments and passed.model_extra["language_code"] == "es"
     assert passed.model_extra["language_probability"] is None and passed.model_extra["confident"] is False
     assert server.metrics()["transcriptions"] == before + 4  # each answer came from the second server
+
+
+def test_subtitle_timestamps():
+    from src.engines.base import Segment
+    from src.openai_api import srt, vtt
+
+    segment = Segment(id=0, seek=0, start=3661.5, end=3723.0456, text=" Hello there. ", tokens=[1], temperature=0.0,
+                      avg_logprob=-0.2, compression_ratio=1.0, no_speech_prob=0.01)
+    assert srt([segment, segment]) == ("1\n01:01:01,500 --> 01:02:03,046\nHello there.\n\n"
+                                       "2\n01:01:01,500 --> 01:02:03,046\nHello there.\n\n")
+    assert vtt([segment]) == "WEBVTT\n\n01:01:01.500 --> 01:02:03.046\nHello there.\n\n"
+    assert srt([]) == "" and vtt([]) == "WEBVTT\n\n"
