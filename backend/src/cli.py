@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
     args = parser.parse_args(argv)
 
-    from .audio import AudioDecodeError, decode
+    from .audio import AudioDecodeError, decode_head
     from .audio_processor import AudioProcessor
     from .config import SettingsError, load_settings
     from .languages import language_name, parse_language_list
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     progress = tqdm(files, unit="file", file=sys.stderr, disable=not show_progress, leave=False)
     for path in progress:
         try:
-            result = processor.identify(decode(path.read_bytes()), languages)
+            samples, truncated = decode_head(path.read_bytes(), settings.MAX_UPLOAD_SECONDS)
+            result = processor.identify(samples, languages)
         except (AudioDecodeError, OSError) as exc:
             failures += 1
             line = json.dumps({"file": str(path), "error": str(exc)}) if args.json else f"{path}\terror: {exc}"
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             record = {"file": str(path)} | answer_data(result, "cli", top_k)
             record.pop("connection_id", None)
+            if truncated:  # as POST /detect says it: the answer rests on the first MAX_UPLOAD_SECONDS
+                record["truncated"] = True
             tqdm.write(json.dumps(record), file=sys.stdout)
         else:
             if language:

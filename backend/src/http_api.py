@@ -14,8 +14,7 @@ from pydantic import BaseModel, Field
 
 from . import protocol
 from .access import require_api_key
-from .audio import AudioDecodeError
-from .audio import decode as decode_audio
+from .audio import AudioDecodeError, decode_head
 from .audio_processor import AudioProcessor, Busy
 from .engines.base import EngineError
 from .languages import language_name, parse_language_list
@@ -92,6 +91,8 @@ class AnswerData(BaseModel):
     processing_time: float
     engine: str
     candidates: list[str] | None = Field(None, description="the candidate languages, when given")
+    truncated: bool | None = Field(None, description="true when the file lasts more than MAX_UPLOAD_SECONDS: "
+                                   "the answer rests on its beginning")
     connection_id: str
 
 
@@ -147,6 +148,18 @@ async def languages(processor: Annotated[AudioProcessor, Depends(get_processor)]
     return Languages(languages=[Language(code=code, name=language_name(code)) for code in processor.engine.languages()])
 
 
+async def decode_upload(data: bytes, max_seconds: float, request_id: str) -> tuple[Any, bool]:
+    """The first `max_seconds` of an uploaded file, decoded in a worker thread (decoding stops there, so
+    a small file of hours of audio costs no more than `max_seconds` of it), and whether it went on."""
+    try:
+        samples, truncated = await asyncio.to_thread(decode_head, data, max_seconds)
+    except AudioDecodeError as exc:
+        raise HTTPProblem(400, str(exc), "bad_audio") from None
+    if truncated:
+        logger.info("[%s] The audio lasts more than %g s: answering on its first %g s", request_id, max_seconds, max_seconds)
+    return samples, truncated
+
+
 @router.post(
     "/detect",
     summary="Identify the language of an audio file",
@@ -184,10 +197,7 @@ async def detect(
                 raise HTTPProblem(400, "top_k must be a whole number") from None
             if not 1 <= k <= 100:
                 raise HTTPProblem(400, "top_k must be between 1 and 100")
-        try:
-            samples = await asyncio.to_thread(decode_audio, data)
-        except AudioDecodeError as exc:
-            raise HTTPProblem(400, str(exc), "bad_audio") from None
+        samples, truncated = await decode_upload(data, settings.MAX_UPLOAD_SECONDS, request_id)
         asked_at = time.perf_counter()
         metrics.detection_started()
         processing_time = None
@@ -202,6 +212,8 @@ async def detect(
             metrics.detection_finished(processing_time)
         answer = protocol.answer_data(result, request_id, k or settings.TOP_K)
         answer["final"] = True
+        if truncated:
+            answer["truncated"] = True
         if candidates:
             answer["candidates"] = candidates
         metrics.answered(result.language, result.reason, time.perf_counter() - asked_at)

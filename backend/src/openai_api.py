@@ -29,8 +29,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from .access import require_api_key
-from .audio import SAMPLE_RATE, AudioDecodeError
-from .audio import decode as decode_audio
+from .audio import SAMPLE_RATE, AudioDecodeError, decode_head
 from .audio_processor import AudioProcessor, Busy
 from .engines.base import EngineError, Segment, TranscribeOptions
 from .languages import WHISPER_LANGUAGES, language_name, to_code
@@ -256,14 +255,14 @@ async def create_transcription(
     data = await file.read()
     if len(data) > settings.MAX_UPLOAD_BYTES:
         raise _too_large(settings.MAX_UPLOAD_BYTES)
-    try:
-        samples = await asyncio.to_thread(decode_audio, data)
+    try:  # decoding stops at the limit: a small file of hours of audio costs no more than the limit
+        samples, too_long = await asyncio.to_thread(decode_head, data, settings.MAX_AUDIO_SECONDS)
     except AudioDecodeError as exc:
         raise OpenAIError(400, f"Invalid file: {exc}", param="file", code="invalid_file", kind="bad_audio") from None
+    if too_long:
+        raise OpenAIError(413, f"the audio lasts more than {settings.MAX_AUDIO_SECONDS:g} s, the most this server "
+                          "transcribes", param="file", code="audio_too_long", kind="too_large")
     duration = len(samples) / SAMPLE_RATE
-    if duration > settings.MAX_AUDIO_SECONDS:
-        raise OpenAIError(413, f"the audio is {duration:.0f} s long; this server takes at most "
-                          f"{settings.MAX_AUDIO_SECONDS:g} s", param="file", code="audio_too_long", kind="too_large")
     options = TranscribeOptions(
         language=code, prompt=prompt or None, temperature=temperature or None,
         words="word" in (timestamp_granularities or []) and response_format == "verbose_json",
