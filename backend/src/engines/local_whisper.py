@@ -148,7 +148,10 @@ class LocalWhisperEngine:
         )
 
     def languages(self) -> list[str]:
-        return list(self.model.supported_languages)
+        """The languages this model has a token for (faster-whisper lists large-v3's 100 for every model;
+        Whisper base has 99: no "yue")."""
+        tokenizer = self.model.hf_tokenizer
+        return [code for code in self.model.supported_languages if tokenizer.token_to_id(f"<|{code}|>") is not None]
 
     def _detect_batch(self, batch: list[np.ndarray]) -> list[list[tuple[str, float]]]:
         """One encoder + language-token pass over features of the same length."""
