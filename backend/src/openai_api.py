@@ -32,6 +32,7 @@ from .access import require_api_key
 from .audio import SAMPLE_RATE, AudioDecodeError, decode_head
 from .audio_processor import AudioProcessor, Busy
 from .engines.base import EngineError, Segment, TranscribeOptions
+from .http_api import Candidate, get_processor
 from .languages import WHISPER_LANGUAGES, language_name, to_code
 from .metrics import ServerMetrics
 
@@ -169,10 +170,6 @@ def _check_model(processor: AudioProcessor, model_id: str) -> None:
         )
 
 
-def get_processor(request: Request) -> AudioProcessor:
-    return request.app.state.audio_processor
-
-
 @router.get("/models", summary="List the models served", response_model=ModelList, responses=_ERRORS)
 async def list_models(processor: Annotated[AudioProcessor, Depends(get_processor)]) -> ModelList:
     return ModelList(data=[_model(model_id) for model_id in served_models(processor)])
@@ -185,12 +182,6 @@ async def retrieve_model(model_id: str, processor: Annotated[AudioProcessor, Dep
 
 
 # --- transcriptions --------------------------------------------------------------------------------------
-
-
-class Candidate(BaseModel):
-    language: str
-    language_name: str
-    probability: float | None
 
 
 class VerboseTranscription(TranscriptionVerbose):
