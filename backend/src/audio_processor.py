@@ -7,14 +7,15 @@ import asyncio
 import gc
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 
 from . import audio as audio_codec
 from .audio import SAMPLE_RATE
 from .confidence import ConfidenceRule
-from .engines.base import Engine
+from .engines.base import Engine, TranscribeOptions, Transcript
 from .protocol import Identification
 from .vad import Speech, VoiceActivityDetector
 
@@ -23,9 +24,21 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class Busy(RuntimeError):
     """Too many detections are waiting already: answer "busy" now rather than pile up."""
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """What `AudioProcessor.transcription` found: the language (as a detection would answer it), the
+    transcript, and the seconds both took."""
+
+    identification: Identification
+    transcript: Transcript
+    seconds: float
 
 
 class AudioProcessor:
@@ -100,21 +113,7 @@ class AudioProcessor:
         `max_concurrent_calls` at a time (see `identify`). Raises Busy when `max_queued` detections are
         waiting already, or at once when `wait` is False and no slot is free (partial answers, which
         must not delay the final answers queued behind them)."""
-        if self._semaphore.locked():
-            if not wait:
-                raise Busy("no inference slot free for a partial answer")
-            if self.max_queued is not None and self.queue_depth >= self.max_queued:
-                raise Busy(f"the server is busy ({self.queue_depth} detections waiting): try again later")
-        self._queue_changed(+1)
-        try:
-            await self._semaphore.acquire()
-        finally:
-            self._queue_changed(-1)
-        work = asyncio.ensure_future(asyncio.to_thread(self.identify, samples, languages, speech))
-        # The slot is freed when the thread is done, even if the caller was cancelled meanwhile (client
-        # gone): the thread cannot be interrupted, its result is then discarded.
-        work.add_done_callback(self._release)
-        result = await asyncio.shield(work)
+        result = await self._run(self.identify, samples, languages, speech, wait=wait)
         if result.reason in ("no_speech", "too_short"):
             logger.info(
                 "[%s] %s: %.2fs of speech in %.2fs of audio",
@@ -127,6 +126,61 @@ class AudioProcessor:
                 ", confident" if result.confident else "", result.processing_time, result.extra["speech_duration"],
             )
         return result
+
+    async def transcribe(self, samples: np.ndarray, connection_id: str, options: TranscribeOptions) -> Transcription:
+        """Transcribe 16 kHz mono float32 samples in a worker thread, under the same slots and queue limit
+        as detections (Busy when `max_queued` calls are waiting already). See `transcription`."""
+        result = await self._run(self.transcription, samples, options)
+        logger.info(
+            "[%s] Transcribed %.2fs of audio in %.3fs, in %s (detected: %s), %d segments",
+            connection_id, result.identification.audio_duration, result.seconds, result.transcript.language,
+            _fmt(result.identification.probabilities), len(result.transcript.segments),
+        )
+        return result
+
+    def transcription(self, samples: np.ndarray, options: TranscribeOptions) -> Transcription:
+        """Blocking: the language detected (as `identify` does) and the transcript, in `options.language`
+        when given, else in the detected language. Without enough speech: an empty transcript, no engine
+        call. An engine that names the language while transcribing is asked once, not twice."""
+        started = time.perf_counter()
+        speech = self.vad.find_speech(samples)
+        if speech.seconds >= self.min_speech_seconds and self.engine.names_language_when_transcribing and not options.language:
+            transcript = self.engine.transcribe(samples, options)
+            raw = transcript.detection.probabilities if transcript.detection else []
+            probabilities, verdict = self.confidence.apply(raw)
+            identification = Identification(
+                probabilities, time.perf_counter() - started, len(samples) / SAMPLE_RATE, self.engine.name,
+                reason=verdict.reason, extra={"speech_duration": round(speech.seconds, 3)},
+                confident=verdict.confident, raw_probabilities=raw,
+            )
+        else:
+            identification = self.identify(samples, speech=speech)
+            if identification.reason in ("no_speech", "too_short"):
+                transcript = Transcript(text="", language=options.language)
+            else:
+                language = options.language or identification.top_language  # named, or only the likeliest
+                transcript = self.engine.transcribe(samples, replace(options, language=language))
+        return Transcription(identification, transcript, time.perf_counter() - started)
+
+    async def _run(self, work: Callable[..., T], *args: Any, wait: bool = True) -> T:
+        """Run `work(*args)` in a worker thread once an inference slot is free (at most
+        `max_concurrent_calls` at a time). Raises Busy when `max_queued` calls are waiting already, or at
+        once when `wait` is False and no slot is free."""
+        if self._semaphore.locked():
+            if not wait:
+                raise Busy("no inference slot free for a partial answer")
+            if self.max_queued is not None and self.queue_depth >= self.max_queued:
+                raise Busy(f"the server is busy ({self.queue_depth} detections waiting): try again later")
+        self._queue_changed(+1)
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self._queue_changed(-1)
+        future = asyncio.ensure_future(asyncio.to_thread(work, *args))
+        # The slot is freed when the thread is done, even if the caller was cancelled meanwhile (client
+        # gone): the thread cannot be interrupted, its result is then discarded.
+        future.add_done_callback(self._release)
+        return await asyncio.shield(future)
 
     @property
     def saturated(self) -> bool:
