@@ -41,81 +41,24 @@ import asyncio
 import gc
 import json
 import os
-import platform
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from manifest import Clip, default_manifest, default_more_manifest  # noqa: E402
-from manifest import read_manifest as _read_manifest  # noqa: E402
-from report import ct2_backend, describe_backend, pct, table  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BACKEND_DIR = REPO_ROOT / "backend"
-sys.path.insert(0, str(BACKEND_DIR))
-sys.path.insert(0, str(BACKEND_DIR / "tests"))  # audio_tools.encode (webm/opus like a browser)
+from benchkit import (  # noqa: E402
+    CHUNK_SECONDS, SAMPLE_RATE, Clip, Server, ct2_backend, default_manifests, describe_backend, log, machine, med,
+    model_path, ms, one_per_language, p95, pct, round_robin, samples_to_webm, split_frames, stop_on_sigterm,
+    stream, table, with_silence,
+)
+from benchkit import read_manifest as _read_manifest  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-SAMPLE_RATE = 16000
-CHUNK_SECONDS = 0.25
-
-
-# --- small helpers ------------------------------------------------------------------------------------
-
-def model_path_for_report() -> str:
-    from src.config.settings import load_settings
-    from src.engines.model_files import ensure_model
-
-    settings = load_settings()
-    return settings.WHISPER_MODEL or str(ensure_model(settings.MODEL_CACHE_DIR))
 
 
 def read_manifest(path: Path) -> list[Clip]:
     return _read_manifest(path, "benchmark.py")
-
-
-def one_per_language(clips: list[Clip]) -> list[Clip]:
-    seen, out = set(), []
-    for clip in clips:
-        if clip.lang not in seen:
-            seen.add(clip.lang)
-            out.append(clip)
-    return out
-
-
-def round_robin(clips: list[Clip], n: int) -> list[Clip]:
-    """n clips, languages interleaved (first clip of each language, then the second of each, ...)."""
-    by_lang: dict[str, list[Clip]] = {}
-    for clip in clips:
-        by_lang.setdefault(clip.lang, []).append(clip)
-    out: list[Clip] = []
-    depth = 0
-    while len(out) < n and any(len(v) > depth for v in by_lang.values()):
-        out += [v[depth] for v in by_lang.values() if len(v) > depth]
-        depth += 1
-    return out[:n]
-
-
-def med(values) -> float:
-    return float(np.median(values)) if len(values) else float("nan")
-
-
-def p95(values) -> float:
-    return float(np.percentile(values, 95)) if len(values) else float("nan")
-
-
-def ms(seconds: float) -> str:
-    return "n/a" if seconds != seconds else f"{1000 * seconds:.0f} ms"
-
 
 
 class Printed(list):
@@ -128,38 +71,6 @@ class Printed(list):
     def append(self, line) -> None:
         print(line, flush=True)
         super().append(line)
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def machine() -> dict:
-    info = {"nproc": os.cpu_count(), "python": platform.python_version()}
-    try:
-        info["nproc"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith(("MemTotal:", "MemAvailable:")):
-                key, value = line.split(":", 1)
-                info[key] = f"{int(value.split()[0]) / 1024 / 1024:.1f} GiB"
-    except OSError:
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info.setdefault("cpu", platform.processor() or platform.machine())
-    try:
-        info["load_average"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        pass
-    return info
 
 
 # --- part 1: in process -----------------------------------------------------------------------------
@@ -264,85 +175,9 @@ def bench_in_process(clips: list[Clip], passes: int, deadline: float) -> dict:
 
 # --- part 2: a real server ----------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    def __init__(self, extra_env: dict | None = None) -> None:
-        self.port = free_port()
-        self.log_path = Path(tempfile.mkstemp(prefix=f"langshazam-bench-{self.port}-", suffix=".log")[1])
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ENGINE"))}
-        env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"})
-        env.update(extra_env or {})
-        self._log_file = open(self.log_path, "wb")
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "src.main"], cwd=BACKEND_DIR, env=env,
-            stdout=self._log_file, stderr=subprocess.STDOUT,
-        )
-        self.peak_rss = 0
-        self._sampling = True
-        self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 120) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.http + "/ready", timeout=2) as response:
-                    if response.status == 200:
-                        self._sampler.start()
-                        return time.perf_counter() - self.started
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready in {timeout}s:\n{self.log()[-3000:]}")
-
-    def metrics(self) -> dict:
-        with urllib.request.urlopen(self.http + "/metrics", timeout=10) as response:
-            return json.loads(response.read())
-
-    def cpu_seconds(self) -> float:
-        import psutil
-
-        times = psutil.Process(self.process.pid).cpu_times()
-        return times.user + times.system
-
-    def rss_mb(self) -> float:
-        import psutil
-
-        return psutil.Process(self.process.pid).memory_info().rss / 1024 / 1024
-
-    def _sample_rss(self) -> None:
-        while self._sampling and self.process.poll() is None:
-            try:
-                self.peak_rss = max(self.peak_rss, self.rss_mb())
-            except Exception:  # noqa: BLE001 (the process may be going away)
-                return
-            time.sleep(0.25)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int | None:
-        self._sampling = False
-        if self.process.poll() is None:
-            self.process.terminate()  # graceful: drains open connections
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log_file.close()
-        return self.process.returncode
+def start_server(extra_env: dict | None = None) -> Server:
+    """A server of its own (the OpenAI engine's settings left out), its RSS sampled from when it is ready."""
+    return Server(extra_env, name="bench", engine_env=False).start()
 
 
 @dataclass
@@ -372,56 +207,22 @@ class StreamResult:
 
 async def stream_one(url: str, item: StreamClip, timeout: float, delay: float = 0.0) -> StreamResult:
     """Stream one clip in real time in CHUNK_SECONDS chunks, then stop; collect the answers."""
-    import websockets
-    from websockets.asyncio.client import connect
-
     await asyncio.sleep(delay)
     out = StreamResult(item.clip)
-    data = item.webm
-    per_chunk = max(1, int(len(data) * CHUNK_SECONDS / item.seconds))
-    frames = [data[i : i + per_chunk] for i in range(0, len(data), per_chunk)]
+    frames = split_frames(item.webm, item.seconds, CHUNK_SECONDS)
     speech_index = int(item.speech_start / CHUNK_SECONDS) if item.speech_start is not None else 0
     speech_index = min(speech_index, len(frames) - 1)
-    loop = asyncio.get_running_loop()
-    t_speech: float | None = None
-    t_stop: float | None = None
-    t_last: float | None = None
-
-    try:
-        async with connect(url, max_size=None, open_timeout=10, close_timeout=5) as ws:
-            async def receive() -> None:
-                try:
-                    async for message in ws:
-                        now = loop.time()
-                        msg = json.loads(message)
-                        out.messages.append((now, msg))
-                except websockets.ConnectionClosed:
-                    pass
-
-            receiver = asyncio.create_task(receive())
-            t0 = loop.time()
-            try:
-                for i, frame in enumerate(frames):
-                    if receiver.done():
-                        break
-                    await ws.send(frame)
-                    if i == speech_index:
-                        t_speech = loop.time()
-                    if i == len(frames) - 1:
-                        t_last = loop.time()
-                    await asyncio.sleep(max(0.0, t0 + (i + 1) * CHUNK_SECONDS - loop.time()))
-                if not receiver.done():
-                    await ws.send(json.dumps({"type": "stop"}))
-                    t_stop = loop.time()
-            except websockets.ConnectionClosed:
-                pass
-            try:
-                await asyncio.wait_for(receiver, timeout)
-            except asyncio.TimeoutError:
-                out.error = f"no final answer {timeout:.0f}s after the end of the clip"
-            out.close_code = ws.close_code
-    except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
-        out.error = f"{type(exc).__name__}: {exc}"
+    ex = await stream(url, frames, pace=CHUNK_SECONDS, wait_after_last=True, answer_timeout=timeout)
+    if ex.connect_error:
+        out.error = ex.connect_error
+        return out
+    if ex.timed_out:
+        out.error = f"no final answer {timeout:.0f}s after the end of the clip"
+    out.close_code = ex.close_code
+    out.messages = ex.messages
+    t_speech = ex.sent[speech_index] if len(ex.sent) > speech_index else None
+    t_last = ex.sent[-1] if len(ex.sent) == len(frames) else None
+    t_stop = ex.stop_sent
 
     for now, msg in out.messages:
         status = msg.get("status")
@@ -445,19 +246,16 @@ async def stream_one(url: str, item: StreamClip, timeout: float, delay: float = 
 
 
 def prepare_stream_clips(clips: list[Clip], speech_starts: dict) -> list[StreamClip]:
-    from audio_tools import encode
-    from src.audio import decode
-
     out = []
     for clip in clips:
-        samples = decode(clip.path.read_bytes())
-        out.append(StreamClip(clip, encode(samples, "webm"), len(samples) / SAMPLE_RATE, speech_starts.get(clip.file)))
+        webm, seconds = samples_to_webm(clip.samples())
+        out.append(StreamClip(clip, webm, seconds, speech_starts.get(clip.file)))
     return out
 
 
-async def run_level(server: ServerProcess, items: list[StreamClip], concurrency: int, rounds: int,
+async def run_level(server: Server, items: list[StreamClip], concurrency: int, rounds: int,
                     timeout: float, answers: dict) -> dict:
-    url = f"ws://127.0.0.1:{server.port}/ws?mode=stream"
+    url = server.ws + "/ws?mode=stream"
     before = server.metrics()
     cpu_before = server.cpu_seconds()
     started = time.perf_counter()
@@ -500,9 +298,9 @@ async def run_level(server: ServerProcess, items: list[StreamClip], concurrency:
     }
 
 
-async def bench_server(server: ServerProcess, items: list[StreamClip], latency_n: int, levels: list[int],
+async def bench_server(server: Server, items: list[StreamClip], latency_n: int, levels: list[int],
                        deadline: float, answers: dict) -> dict:
-    url = f"ws://127.0.0.1:{server.port}/ws?mode=stream"
+    url = server.ws + "/ws?mode=stream"
     out: dict = {"latency": [], "levels": [], "skipped": []}
     for item in items[:latency_n]:
         if time.monotonic() > deadline:
@@ -556,39 +354,11 @@ async def stream_realtime(
 ) -> tuple[list[tuple[float, dict]], str | None]:
     """Send chunks as a MediaRecorder does (chunk i, holding audio [i, i+1) x 250 ms, at (i+1) x 250 ms),
     never stop; collect the answers with their times (s after the stream's audio started)."""
-    import websockets
-    from websockets.asyncio.client import connect
-
-    loop = asyncio.get_running_loop()
-    messages: list[tuple[float, dict]] = []
-    error = None
-    try:
-        async with connect(url, max_size=None, open_timeout=10, close_timeout=5) as ws:
-            t0 = loop.time()
-
-            async def receive() -> None:
-                try:
-                    async for message in ws:
-                        messages.append((loop.time() - t0, json.loads(message)))
-                except websockets.ConnectionClosed:
-                    pass
-
-            receiver = asyncio.create_task(receive())
-            try:
-                for i, chunk in enumerate(chunks):
-                    await asyncio.sleep(max(0.0, t0 + (i + 1) * CHUNK_SECONDS - loop.time()))
-                    if receiver.done():
-                        break
-                    await ws.send(chunk)
-            except websockets.ConnectionClosed:
-                pass
-            try:
-                await asyncio.wait_for(receiver, timeout)
-            except asyncio.TimeoutError:
-                error = f"no final answer {timeout:.0f}s after the audio ended"
-    except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    return messages, error
+    ex = await stream(url, chunks, pace=CHUNK_SECONDS, send_at_chunk_end=True, stop=False, answer_timeout=timeout)
+    if ex.connect_error:
+        return [], ex.connect_error
+    error = f"no final answer {timeout:.0f}s after the audio ended" if ex.timed_out else None
+    return [(at - ex.opened, message) for at, message in ex.messages], error
 
 
 def _eos_result(clip, speech_start, speech_end, messages, error) -> EosResult:
@@ -622,19 +392,18 @@ def bench_end_of_speech(clips: list[Clip], n: int, silence_runs: int, deadline: 
         segments = vad.find_speech(samples).segments
         if not segments:
             continue
-        tail = rng.normal(0, 0.001, int(EOS_TRAILING_SECONDS * SAMPLE_RATE)).astype(np.float32)
-        chunks = encode_chunks(np.concatenate([samples, tail]), CHUNK_SECONDS)
+        chunks = encode_chunks(with_silence(samples, EOS_TRAILING_SECONDS, rng), CHUNK_SECONDS)
         items.append((clip, segments[0][0] / SAMPLE_RATE, segments[-1][1] / SAMPLE_RATE, chunks))
-    silence = encode_chunks(rng.normal(0, 0.001, int(NO_SPEECH_STREAM_SECONDS * SAMPLE_RATE)).astype(np.float32))
+    silence = encode_chunks(with_silence(np.zeros(0, np.float32), NO_SPEECH_STREAM_SECONDS, rng))
 
-    server = ServerProcess({"FINAL_STABLE_UPDATES": "1000"})
+    server = start_server({"FINAL_STABLE_UPDATES": "1000"})
     log(f"end of speech: server on 127.0.0.1:{server.port}, {len(items)} clips + {silence_runs} silent streams")
     results: list[EosResult] = []
     silent: list[EosResult] = []
     skipped = 0
     try:
-        server.wait_ready()
-        url = f"ws://127.0.0.1:{server.port}/ws?mode=stream"
+        server.wait_ready(120, sample_rss=True)
+        url = server.ws + "/ws?mode=stream"
 
         async def run() -> None:
             nonlocal skipped
@@ -732,12 +501,9 @@ def main() -> int:
     deadline = t_start + budget
 
     # SIGTERM (and Ctrl-C) must still stop the server: turn SIGTERM into an exception that unwinds.
-    def _terminate(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt(f"signal {signum}")
+    stop_on_sigterm()
 
-    signal.signal(signal.SIGTERM, _terminate)
-
-    manifests = args.manifest or [default_manifest(), default_more_manifest()]
+    manifests = args.manifest or default_manifests()
     all_clips = [clip for path in manifests for clip in read_manifest(path)]
     clips = one_per_language(all_clips) if args.quick else all_clips
     speech_clips = [clip for clip in all_clips if clip.kind in ("speech", "speech_unverified")]
@@ -745,15 +511,17 @@ def main() -> int:
     out = Printed()
     out += ["## LangShazam benchmark", ""]
     out.append(table(["machine", ""], [
-        ["nproc", info.get("nproc")], ["RAM (MemTotal / MemAvailable)", f"{info.get('MemTotal')} / {info.get('MemAvailable')}"],
-        ["CPU", info.get("cpu")], ["load average at start (1/5/15 min)", info.get("load_average")],
+        ["nproc", info["affinity_cpus"]],
+        ["RAM (MemTotal / MemAvailable)", f"{info['ram_gib']:.1f} GiB / {info['mem_available_gib']:.1f} GiB"],
+        ["CPU", info["cpu_model"]],
+        ["load average at start (1/5/15 min)", " ".join(f"{x:.2f}" for x in info["loadavg_start"])],
         ["python", info.get("python")],
         ["manifests", ", ".join(f"{path.parent.name}" for path in manifests) + f" ({len(all_clips)} clips)"],
-        ["CTranslate2", describe_backend(ct2_backend(model_path_for_report()))],
+        ["CTranslate2", describe_backend(ct2_backend(model_path()))],
     ]))
     load_now = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0
-    if load_now > 0.5 * (info.get("nproc") or 1):
-        out.append(f"\n**Warning: the machine was busy at start (load {load_now:.1f} on {info.get('nproc')} cores): "
+    if load_now > 0.5 * (info["affinity_cpus"] or 1):
+        out.append(f"\n**Warning: the machine was busy at start (load {load_now:.1f} on {info['affinity_cpus']} cores): "
                    "timings are inflated and noisy.**")
 
     eos_n = args.eos_clips or (20 if args.quick else 24)
@@ -788,7 +556,7 @@ def main() -> int:
             "", f"In-process part: {time.monotonic() - t1:.0f} s (model load {ip['load_seconds']:.1f} s)."]
 
     results: dict = {"machine": info, "in_process": {k: v for k, v in ip.items() if k != "speech_starts"}}
-    server: ServerProcess | None = None
+    server: Server | None = None
     try:
         if not args.no_server:
             # 2. A real server.
@@ -805,9 +573,9 @@ def main() -> int:
                 for i in missing:
                     speech = vad.find_speech(decode(i.clip.path.read_bytes()))
                     i.speech_start = speech.segments[0][0] / SAMPLE_RATE if speech.segments else None
-            server = ServerProcess()
+            server = start_server()
             log(f"server: starting on 127.0.0.1:{server.port} (log {server.log_path})")
-            ready = server.wait_ready()
+            ready = server.wait_ready(120, sample_rss=True)
             m0 = server.metrics()
             rss_start = server.rss_mb()
             t2 = time.monotonic()

@@ -47,26 +47,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import io
 import json
-import os
-import platform
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BACKEND_DIR = REPO_ROOT / "backend"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import (  # noqa: E402
+    REPO_ROOT, CpuAccount, Encoded, Server, log, machine, quantile, read_set, samples_to_webm, secs, stop_on_sigterm,
+    stream,
+)
+from benchkit import encode_clips as _encode_clips  # noqa: E402
+from benchkit import pct as _pct  # noqa: E402
+
 DEFAULT_EVAL_DIR = REPO_ROOT.parent / "shared" / "eval"
 
 CHUNK_SECONDS = 0.25
@@ -74,263 +69,48 @@ STAGGER_SECONDS = 1.5
 ONCE_MAX_BYTES = 20000  # a soak clip must be answered on stop, not at MIN_AUDIO_SIZE
 TARGET_P95_SECONDS = 3.0
 TARGET_RSS_GROWTH_MB = 50.0
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# --- figures ------------------------------------------------------------------------------------------
-
-
-def quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def secs(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f} s"
+Clip = Encoded
 
 
 def pct(num: int, den: int) -> str:
-    return "n/a" if den == 0 else f"{100.0 * num / den:.1f} % ({num}/{den})"
-
-
-def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    total = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                total = int(line.split()[1]) * 1024
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "ram_gib": round(total / 2**30, 1),
-        "cpu_model": model or platform.processor() or "unknown",
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    return _pct(num, den, counts=True)
 
 
 # --- clips --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Clip:
-    file: str
-    lang: str
-    seconds: float  # of the encoded webm
-    webm: bytes
-
-    def frames(self) -> list[bytes]:
-        """The webm cut into pieces of about CHUNK_SECONDS of audio each (as in the tests' stream_exchange)."""
-        per_chunk = max(1, int(len(self.webm) * CHUNK_SECONDS / max(self.seconds, CHUNK_SECONDS)))
-        return [self.webm[i : i + per_chunk] for i in range(0, len(self.webm), per_chunk)]
-
-
-def to_webm(path: Path) -> tuple[bytes, float]:
-    """Decode any file PyAV reads and encode it as mono webm/opus at 48 kHz; returns the bytes and seconds."""
-    import av
-
-    out = io.BytesIO()
-    samples = 0
-    with av.open(str(path)) as source, av.open(out, mode="w", format="webm") as target:
-        stream = target.add_stream("libopus", rate=48000, layout="mono")
-        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=48000)
-        decoded = list(source.decode(audio=0))
-        for frame in decoded + [None]:
-            for resampled in resampler.resample(frame):
-                resampled.pts = None
-                samples += resampled.samples
-                for packet in stream.encode(resampled):
-                    target.mux(packet)
-        for packet in stream.encode(None):
-            target.mux(packet)
-    return out.getvalue(), samples / 48000
-
-
 def load_clips(eval_dir: Path) -> list[Clip]:
-    manifest = eval_dir / "manifest.csv"
-    if not manifest.is_file():
-        raise SystemExit(f"no manifest.csv in {eval_dir}: pass --eval-dir DIR (with DIR/manifest.csv and DIR/clips/)")
-    clips = []
-    with open(manifest, newline="") as handle:
-        for row in csv.DictReader(handle):
-            path = eval_dir / "clips" / row["file"]
-            if not path.is_file():
-                continue
-            webm, seconds = to_webm(path)
-            clips.append(Clip(row["file"], row["lang"], seconds, webm))
-    if not clips:
-        raise SystemExit(f"no clip of {manifest} found in {eval_dir / 'clips'}")
-    return clips
+    """The set's clips (those present), each encoded once as webm/opus."""
+    return _encode_clips(read_set(eval_dir, "loadtest.py", skip_missing=True))
 
 
 def long_clips(eval_dir: Path, count: int, seconds: float) -> list[Clip]:
     """`count` streams of `seconds` each: one language's clips joined, repeated to that length, as webm/opus."""
-    import av
     import numpy as np
 
-    by_lang: dict[str, list[Path]] = {}
-    with open(eval_dir / "manifest.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            path = eval_dir / "clips" / row["file"]
-            if path.is_file():
-                by_lang.setdefault(row["lang"], []).append(path)
+    by_lang: dict[str, list] = {}
+    for clip in read_set(eval_dir, "loadtest.py", skip_missing=True):
+        by_lang.setdefault(clip.lang, []).append(clip)
     languages = sorted(by_lang)
     out: list[Clip] = []
     for number in range(count):
         lang = languages[number % len(languages)]
-        parts = []
-        for path in by_lang[lang]:
-            with av.open(str(path)) as source:
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
-                frames = [f for frame in source.decode(audio=0) for f in resampler.resample(frame)]
-                frames += resampler.resample(None)
-                parts.append(np.concatenate([f.to_ndarray().reshape(-1) for f in frames]))
-        joined = np.concatenate(parts)
+        joined = np.concatenate([clip.samples() for clip in by_lang[lang]])
         samples = np.tile(joined, int(np.ceil(seconds * 16000 / len(joined))))[: int(seconds * 16000)]
         webm, length = samples_to_webm(samples)
         out.append(Clip(f"{lang} × {seconds:g} s", lang, length, webm))
     return out
 
 
-def samples_to_webm(samples) -> tuple[bytes, float]:  # noqa: ANN001 (numpy array)
-    import av
-
-    out = io.BytesIO()
-    with av.open(out, mode="w", format="webm") as target:
-        stream = target.add_stream("libopus", rate=48000, layout="mono")
-        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=48000)
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = 16000
-        for resampled in resampler.resample(frame) + resampler.resample(None):
-            resampled.pts = None
-            for packet in stream.encode(resampled):
-                target.mux(packet)
-        for packet in stream.encode(None):
-            target.mux(packet)
-    return out.getvalue(), len(samples) / 16000
+def start_server(extra_env: dict[str, str]) -> Server:
+    server = Server(extra_env, name="loadtest").start()
+    log(f"server pid {server.process.pid} on 127.0.0.1:{server.port}, log {server.log_path}")
+    server.wait_ready()
+    return server
 
 
-# --- the server ---------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def http_json(base: str, path: str, timeout: float = 10) -> dict:
-    with urllib.request.urlopen(base + path, timeout=timeout) as response:  # noqa: S310 (loopback only)
-        return json.loads(response.read())
-
-
-class ServerHandle:
-    """A server started here (process set) or a running one (--url)."""
-
-    def __init__(self, http: str, ws: str, process: subprocess.Popen | None = None, log_path: Path | None = None):
-        self.http = http
-        self.ws = ws
-        self.process = process
-        self.log_path = log_path
-
-    @classmethod
-    def start(cls, extra_env: dict[str, str], timeout: float = 180) -> "ServerHandle":
-        port = free_port()
-        env = dict(os.environ)
-        env.update({
-            "HOST": "127.0.0.1", "PORT": str(port),  # MODEL_CACHE_DIR: inherited, else the server's default
-            "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
-        })
-        env.update(extra_env)
-        env["HOST"] = "127.0.0.1"  # loopback only, whatever --env says
-        handle, name = tempfile.mkstemp(prefix=f"langshazam-loadtest-{port}-", suffix=".log")
-        log_path = Path(name)
-        with os.fdopen(handle, "wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "src.main"], cwd=BACKEND_DIR, env=env, stdout=log_file,
-                stderr=subprocess.STDOUT, start_new_session=True,  # Ctrl-C reaches us only; we stop it
-            )
-        server = cls(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", process, log_path)
-        log(f"server pid {process.pid} on 127.0.0.1:{port}, log {log_path}")
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    tail = log_path.read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"the server exited with {process.returncode}:\n{tail}")
-                try:  # GET /ready: 503 (an OSError here) until the model is loaded
-                    http_json(server.http, "/ready", timeout=2)
-                    return server
-                except (OSError, ValueError):
-                    time.sleep(0.25)
-            raise RuntimeError(f"the server was not ready (GET /ready) within {timeout:g} s (log {log_path})")
-        except BaseException:  # also Ctrl-C while it starts: never leave it running
-            server.stop()
-            raise
-
-    @classmethod
-    def existing(cls, url: str) -> "ServerHandle":
-        parsed = urllib.parse.urlparse(url)
-        if parsed.scheme != "ws" or parsed.hostname not in ("127.0.0.1", "localhost") or not parsed.port:
-            raise SystemExit("--url must be ws://127.0.0.1:PORT (loopback only)")
-        base = f"127.0.0.1:{parsed.port}"
-        return cls(f"http://{base}", f"ws://{base}")
-
-    def metrics(self) -> dict:
-        return http_json(self.http, "/metrics")
-
-    def rss_mb(self) -> tuple[float | None, str]:
-        if self.process is not None:
-            import psutil
-
-            try:
-                return psutil.Process(self.process.pid).memory_info().rss / 2**20, "psutil"
-            except psutil.Error:
-                return None, "psutil"
-        try:
-            return float(self.metrics()["memory_usage_mb"]), "/metrics"
-        except (OSError, ValueError, KeyError):
-            return None, "/metrics"
-
-    def log_count(self, needle: str) -> int | None:
-        if self.log_path is None:
-            return None
-        try:
-            return self.log_path.read_text(errors="replace").count(needle)
-        except OSError:
-            return None
-
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            try:
-                self.process.send_signal(signal.SIGTERM)
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return self.process.returncode
+def rss_of(server: Server) -> tuple[float | None, str]:
+    return server.rss_mb(), server.rss_source
 
 
 # --- one connection -----------------------------------------------------------------------------------
@@ -351,152 +131,37 @@ class Outcome:
     first_partial: float | None = None  # s from open
 
 
-def classify(message: dict) -> str:
-    status = message.get("status")
-    if status == "error":
-        return "error"
-    if status == "success" and (message.get("data") or {}).get("final", True):
-        return "final"
-    if status == "partial":
-        return "partial"
-    return "other"
-
-
-async def one_connection(url: str, clip: Clip, *, stream: bool, answer_timeout: float) -> Outcome:
-    """Open url, send the clip (paced in 250 ms chunks when `stream`, else in one frame), send stop unless
+async def one_connection(url: str, clip: Clip, *, stream_mode: bool, answer_timeout: float) -> Outcome:
+    """Open url, send the clip (paced in 250 ms chunks when `stream_mode`, else in one frame), send stop unless
     answered already, and read until the server closes or answer_timeout after the audio ended."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
-
+    frames = clip.frames(CHUNK_SECONDS) if stream_mode else [clip.webm]
+    ex = await stream(url, frames, pace=CHUNK_SECONDS, until_answer=True, answer_timeout=answer_timeout,
+                      open_timeout=15, close_timeout=5, compression=None)
     outcome = Outcome("lost", clip)
-    try:
-        ws = await connect(url, open_timeout=15, close_timeout=5, max_size=None, compression=None)
-    except (OSError, asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 (any handshake failure)
-        outcome.kind, outcome.error = "connect_failed", f"{type(exc).__name__}: {exc}"[:200]
+    if ex.connect_error:
+        outcome.kind, outcome.error = "connect_failed", ex.connect_error
         return outcome
-    opened = time.perf_counter()
-    answered = asyncio.Event()
-    answer_at: list[float] = []
-
-    async def reader() -> None:
-        try:
-            async for raw in ws:
-                now = time.perf_counter()
-                try:
-                    message = json.loads(raw)
-                except (TypeError, ValueError):
-                    continue
-                kind = classify(message)
-                if kind == "partial":
-                    outcome.partials += 1
-                    if outcome.first_partial is None:
-                        outcome.first_partial = now - opened
-                elif kind in ("final", "error") and outcome.kind == "lost":
-                    outcome.kind = kind
-                    answer_at.append(now)
-                    if kind == "final":
-                        data = message.get("data") or {}
-                        outcome.language = data.get("language")
-                        outcome.reason = data.get("reason")
-                        outcome.ended_by = data.get("ended_by")
-                    else:
-                        outcome.error = str(message.get("message", ""))[:200]
-                    answered.set()
-        except ConnectionClosed:
-            pass
-
-    read_task = asyncio.create_task(reader())
-    last_sent = opened
-    stop_sent: float | None = None
-    try:
-        frames = clip.frames() if stream else [clip.webm]
-        try:
-            for index, frame in enumerate(frames):
-                if answered.is_set() or read_task.done():
-                    break
-                await ws.send(frame)
-                last_sent = time.perf_counter()
-                if stream and index < len(frames) - 1:
-                    delay = opened + (index + 1) * CHUNK_SECONDS - time.perf_counter()
-                    if delay > 0:
-                        try:
-                            await asyncio.wait_for(answered.wait(), delay)
-                        except asyncio.TimeoutError:
-                            pass
-            if not answered.is_set() and not read_task.done():
-                await ws.send(json.dumps({"type": "stop"}))
-                stop_sent = time.perf_counter()
-        except ConnectionClosed:
-            pass  # the server answered (or refused) and closed: read what it sent
-        try:
-            await asyncio.wait_for(asyncio.shield(read_task), answer_timeout)
-        except asyncio.TimeoutError:
-            if outcome.kind == "lost":
-                outcome.kind = "timeout"
-    finally:
-        read_task.cancel()
-        try:
-            await read_task
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001
-            pass
-        try:
-            await asyncio.wait_for(ws.close(), 6)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001
-            pass
-    outcome.close_code = ws.close_code
-    if answer_at:
-        if stop_sent is not None and stop_sent <= answer_at[0]:
-            outcome.time_to_answer = answer_at[0] - stop_sent
-            outcome.answered_after_stop = True
-        else:
-            outcome.time_to_answer = max(0.0, answer_at[0] - last_sent)
+    partials = ex.partials()
+    outcome.partials = len(partials)
+    outcome.first_partial = partials[0][0] - ex.opened if partials else None
+    outcome.close_code = ex.close_code
+    answer = ex.answer
+    if answer is None:
+        outcome.kind = "timeout" if ex.timed_out else "lost"
+        return outcome
+    at, message = answer
+    if message.get("status") == "error":
+        outcome.kind, outcome.error = "error", str(message.get("message", ""))[:200]
+    else:
+        data = message.get("data") or {}
+        outcome.kind, outcome.language = "final", data.get("language")
+        outcome.reason, outcome.ended_by = data.get("reason"), data.get("ended_by")
+    if ex.stop_sent is not None and ex.stop_sent <= at:
+        outcome.time_to_answer = at - ex.stop_sent
+        outcome.answered_after_stop = True
+    else:
+        outcome.time_to_answer = max(0.0, at - (ex.sent[-1] if ex.sent else ex.opened))
     return outcome
-
-
-class CpuAccount:
-    """Cores used, on average over a phase, by the machine, the server (if started here), this script, and
-    everything else (other processes on the machine compete with the server for the same cores)."""
-
-    def __init__(self, server: ServerHandle) -> None:
-        import psutil
-
-        self.psutil = psutil
-        self.server_proc = None
-        if server.process is not None:
-            try:
-                self.server_proc = psutil.Process(server.process.pid)
-            except psutil.Error:
-                pass
-        self.me = psutil.Process()
-        self.start = self._read()
-
-    def _proc(self, proc) -> float | None:  # noqa: ANN001
-        if proc is None:
-            return None
-        try:
-            t = proc.cpu_times()
-            return t.user + t.system + t.children_user + t.children_system
-        except self.psutil.Error:
-            return None
-
-    def _read(self) -> tuple[float, float, float | None, float | None]:
-        t = self.psutil.cpu_times()
-        idle = t.idle + getattr(t, "iowait", 0.0)
-        return time.monotonic(), sum(t) - idle, self._proc(self.server_proc), self._proc(self.me)
-
-    def summary(self) -> dict:
-        end = self._read()
-        wall = max(1e-6, end[0] - self.start[0])
-        busy = (end[1] - self.start[1]) / wall
-        out = {"machine_cores_busy": round(busy, 2)}
-        server = None if None in (end[2], self.start[2]) else (end[2] - self.start[2]) / wall
-        me = (end[3] - self.start[3]) / wall
-        out["loadtest_cores"] = round(me, 2)
-        if server is not None:
-            out["server_cores"] = round(server, 2)
-            out["other_processes_cores"] = round(max(0.0, busy - server - me), 2)
-        out["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-        return out
 
 
 # --- phases -------------------------------------------------------------------------------------------
@@ -506,7 +171,7 @@ class CpuAccount:
 class Sampler:
     """Samples /metrics every `every` seconds while a phase runs."""
 
-    server: ServerHandle
+    server: Server
     every: float = 2.0
     samples: list[dict] = field(default_factory=list)
 
@@ -577,7 +242,7 @@ def summarize(outcomes: list[Outcome]) -> dict:
     }
 
 
-async def load_phase(server: ServerHandle, clips: list[Clip], clients: int, duration: float,
+async def load_phase(server: Server, clips: list[Clip], clients: int, duration: float,
                      answer_timeout: float) -> dict:
     url = server.ws + "/ws?mode=stream"
     outcomes: list[Outcome] = []
@@ -593,7 +258,7 @@ async def load_phase(server: ServerHandle, clips: list[Clip], clients: int, dura
         await asyncio.sleep(STAGGER_SECONDS * number / max(1, clients))
         index = (number * max(1, len(clips) // max(1, clients))) % len(clips)
         while time.monotonic() < end:
-            outcome = await one_connection(url, clips[index % len(clips)], stream=True, answer_timeout=answer_timeout)
+            outcome = await one_connection(url, clips[index % len(clips)], stream_mode=True, answer_timeout=answer_timeout)
             outcomes.append(outcome)
             index += 1
             if outcome.kind == "connect_failed":
@@ -633,13 +298,13 @@ async def load_phase(server: ServerHandle, clips: list[Clip], clients: int, dura
     return result
 
 
-async def soak_phase(server: ServerHandle, clips: list[Clip], count: int, answer_timeout: float) -> dict:
+async def soak_phase(server: Server, clips: list[Clip], count: int, answer_timeout: float) -> dict:
     short = [c for c in clips if len(c.webm) < ONCE_MAX_BYTES]
     if not short:
         short = [min(clips, key=lambda c: len(c.webm))]
     url = server.ws + "/ws"
     await asyncio.sleep(1.0)  # let the load phase's connections settle
-    rss_before, rss_source = await asyncio.to_thread(server.rss_mb)
+    rss_before, rss_source = await asyncio.to_thread(rss_of, server)
     trend = [(0, rss_before)]
     outcomes: list[Outcome] = []
     cpu = CpuAccount(server)
@@ -648,15 +313,15 @@ async def soak_phase(server: ServerHandle, clips: list[Clip], count: int, answer
     for number in range(count):
         if time.monotonic() > hard_deadline:
             break
-        outcomes.append(await one_connection(url, short[number % len(short)], stream=False,
+        outcomes.append(await one_connection(url, short[number % len(short)], stream_mode=False,
                                              answer_timeout=answer_timeout))
         if (number + 1) % max(1, count // 10) == 0:
-            trend.append((number + 1, (await asyncio.to_thread(server.rss_mb))[0]))
+            trend.append((number + 1, (await asyncio.to_thread(rss_of, server))[0]))
             log(f"soak {number + 1}/{count}: RSS {trend[-1][1]:.1f} MB")
     elapsed = time.monotonic() - started
     cpu_figures = cpu.summary()
     await asyncio.sleep(1.0)
-    rss_after, _ = await asyncio.to_thread(server.rss_mb)
+    rss_after, _ = await asyncio.to_thread(rss_of, server)
     result = summarize(outcomes)
     result.update({
         "connections": len(outcomes), "elapsed_s": round(elapsed, 1),
@@ -674,7 +339,7 @@ async def soak_phase(server: ServerHandle, clips: list[Clip], count: int, answer
 class RssPeak:
     """Samples the server's RSS every `every` seconds while a phase runs."""
 
-    def __init__(self, server: ServerHandle, every: float = 0.5) -> None:
+    def __init__(self, server: Server, every: float = 0.5) -> None:
         self.server = server
         self.every = every
         self.values: list[float] = []
@@ -682,7 +347,7 @@ class RssPeak:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            value, self.source = await asyncio.to_thread(self.server.rss_mb)
+            value, self.source = await asyncio.to_thread(rss_of, self.server)
             if value is not None:
                 self.values.append(value)
             try:
@@ -691,17 +356,17 @@ class RssPeak:
                 pass
 
 
-async def long_phase(server: ServerHandle, clips: list[Clip], answer_timeout: float) -> dict:
+async def long_phase(server: Server, clips: list[Clip], answer_timeout: float) -> dict:
     url = server.ws + "/ws?mode=stream"
     started = time.monotonic()
     hard_deadline = started + STAGGER_SECONDS + max(c.seconds for c in clips) + answer_timeout + 30
-    rss_start, rss_source = await asyncio.to_thread(server.rss_mb)
+    rss_start, rss_source = await asyncio.to_thread(rss_of, server)
     before = await asyncio.to_thread(server.metrics)
     cpu = CpuAccount(server)
 
     async def client(number: int, clip: Clip) -> Outcome:
         await asyncio.sleep(STAGGER_SECONDS * number / len(clips))
-        return await one_connection(url, clip, stream=True, answer_timeout=answer_timeout)
+        return await one_connection(url, clip, stream_mode=True, answer_timeout=answer_timeout)
 
     stop = asyncio.Event()
     sampler, rss = Sampler(server), RssPeak(server)
@@ -719,7 +384,7 @@ async def long_phase(server: ServerHandle, clips: list[Clip], answer_timeout: fl
     cpu_figures = cpu.summary()
     stop.set()
     await asyncio.gather(*sampling)
-    rss_end, _ = await asyncio.to_thread(server.rss_mb)
+    rss_end, _ = await asyncio.to_thread(rss_of, server)
     after = await asyncio.to_thread(server.metrics)
     result = summarize(outcomes)
     result.update({
@@ -748,7 +413,7 @@ def long_server_env(extra_env: dict[str, str], seconds: float) -> dict[str, str]
             "MAX_AUDIO_SECONDS": f"{seconds + 30:g}"}
 
 
-async def counters_at_rest(server: ServerHandle, wait: float = 10.0) -> dict:
+async def counters_at_rest(server: Server, wait: float = 10.0) -> dict:
     deadline = time.monotonic() + wait
     while True:
         metrics = await asyncio.to_thread(server.metrics)
@@ -926,14 +591,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def run_long(args: argparse.Namespace, server: ServerHandle, long: list[Clip]) -> dict:
+async def run_long(args: argparse.Namespace, server: Server, long: list[Clip]) -> dict:
     log(f"long: {len(long)} streams of {args.long_seconds:g} s")
     figures = await long_phase(server, long, args.answer_timeout)
     figures["metrics_end"] = await counters_at_rest(server)
     return figures
 
 
-async def run(args: argparse.Namespace, server: ServerHandle, clips: list[Clip]) -> dict:
+async def run(args: argparse.Namespace, server: Server, clips: list[Clip]) -> dict:
     figures: dict = {}
     if args.clients and args.duration:
         log(f"load: {args.clients} streaming clients for {args.duration:g} s")
@@ -958,27 +623,23 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(clips)} clips, {sum(c.seconds for c in clips):.0f} s of audio; "
         f"{sum(len(c.webm) < ONCE_MAX_BYTES for c in clips)} under {ONCE_MAX_BYTES} B of webm")
 
-    def on_sigterm(signum, frame):  # noqa: ANN001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started with SIGINT ignored
-    server: ServerHandle | None = None
+    stop_on_sigterm()
+    server: Server | None = None
     figures: dict = {}
     try:
         if args.long:
             log(f"building {args.long} streams of {args.long_seconds:g} s")
             long = long_clips(args.eval_dir, args.long, args.long_seconds)
             # A server of its own (unless --url), whose streams last their whole length.
-            server = (ServerHandle.existing(args.url) if args.url
-                      else ServerHandle.start(long_server_env(args.extra_env, args.long_seconds)))
+            server = (Server.existing(args.url) if args.url
+                      else start_server(long_server_env(args.extra_env, args.long_seconds)))
             figures["long"] = asyncio.run(run_long(args, server, long))
             if not args.url:
                 log("stopping the long streams' server")
                 log(f"server exited with {server.stop()}; log {server.log_path}")
                 server = None
         if args.clients and args.duration or args.soak or not args.long:
-            server = server or (ServerHandle.existing(args.url) if args.url else ServerHandle.start(args.extra_env))
+            server = server or (Server.existing(args.url) if args.url else start_server(args.extra_env))
             figures.update(asyncio.run(run(args, server, clips)))
     except KeyboardInterrupt:
         log("interrupted")

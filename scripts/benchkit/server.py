@@ -54,6 +54,7 @@ class Server:
 
     def __init__(self, extra_env: dict[str, str] | None = None, *, name: str = "bench", port: int | None = None,
                  log_path: Path | None = None, engine_env: bool = True) -> None:
+        self.name = name
         self.port = port or free_port()
         if log_path is None:
             handle, path = tempfile.mkstemp(prefix=f"langshazam-{name}-{self.port}-", suffix=".log")
@@ -86,7 +87,7 @@ class Server:
         if parsed.scheme != "ws" or parsed.hostname not in ("127.0.0.1", "localhost") or not parsed.port:
             raise SystemExit("--url must be ws://127.0.0.1:PORT (loopback only)")
         server = cls.__new__(cls)
-        server.port, server.log_path, server.process, server.starts = parsed.port, None, None, 0
+        server.name, server.port, server.log_path, server.process, server.starts = "server", parsed.port, None, None, 0
         server.peak_rss, server._sampling, server.env = 0.0, None, {}
         return server
 
