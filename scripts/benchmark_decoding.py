@@ -33,28 +33,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from manifest import Clip, default_manifest, read_manifest  # noqa: E402
-from report import table  # noqa: E402
+from benchkit import (  # noqa: E402
+    CHUNK_SECONDS, SAMPLE_RATE, Clip, default_manifest, read_manifest, samples_to_webm, split_frames, table,
+)
+from benchkit import ms as _ms  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BACKEND_DIR = REPO_ROOT / "backend"
-sys.path.insert(0, str(BACKEND_DIR))
-sys.path.insert(0, str(BACKEND_DIR / "tests"))  # audio_tools.encode: webm/opus like a browser
-
-SAMPLE_RATE = 16000
-CHUNK_SECONDS = 0.25
 POINTS = (10, 60, 120)
 BEFORE_EVERY = 4  # the "before" column decodes every 4th step (each costs up to ~0.1 s at 120 s)
 VAD_EVERY = 16  # the VAD's total over the stream: every 16th step measured
 
 
 def stream_audio(clips: list[Clip], seconds: float) -> np.ndarray:
-    from src.audio import decode
-
     parts, total = [], 0
     while total < seconds * SAMPLE_RATE:
         for clip in clips:
-            parts.append(decode(clip.path.read_bytes()))
+            parts.append(clip.samples())
             total += len(parts[-1])
             if total >= seconds * SAMPLE_RATE:
                 break
@@ -64,14 +57,12 @@ def stream_audio(clips: list[Clip], seconds: float) -> np.ndarray:
 def measure(clips: list[Clip], seconds: float) -> dict:
     from faster_whisper.audio import decode_audio
 
-    from audio_tools import encode
     from src.audio import AudioIncomplete, AudioStream
     from src.vad import VoiceActivityDetector
 
     samples = stream_audio(clips, seconds)
-    webm = encode(samples, "webm")
-    per_chunk = max(1, int(len(webm) * CHUNK_SECONDS / seconds))
-    chunks = [webm[i : i + per_chunk] for i in range(0, len(webm), per_chunk)]
+    webm, _ = samples_to_webm(samples)
+    chunks = split_frames(webm, seconds, CHUNK_SECONDS)
     at = [(i + 1) * CHUNK_SECONDS for i in range(len(chunks))]  # seconds of audio after each chunk
 
     after_wall, after_cpu = [], []
@@ -145,7 +136,7 @@ def measure(clips: list[Clip], seconds: float) -> dict:
 
 
 def ms(seconds: float) -> str:
-    return "n/a" if seconds != seconds else f"{1000 * seconds:.1f} ms"
+    return _ms(seconds, 1)
 
 
 def report(figures: dict) -> list[str]:

@@ -24,11 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import BACKEND_DIR, log, machine, med, ms, one_per_language, p95  # noqa: E402
-from manifest import default_manifest, read_manifest  # noqa: E402
-from report import table  # noqa: E402
-
-sys.path.insert(0, str(BACKEND_DIR))
+from benchkit import default_manifest, log, machine, med, ms, one_per_language, p95, read_manifest, table  # noqa: E402
 
 
 def main() -> int:
@@ -79,7 +75,7 @@ def main() -> int:
     empty = sum(1 for row in rows if row["words"] == 0)
     info = machine()
     print(f"## Transcription vs detection ({len(rows)} clips of {args.manifest.parent.name}, "
-          f"{processor.engine.name}, {settings.WHISPER_COMPUTE_TYPE}, {info['nproc']} cores, {info['cpu']}"
+          f"{processor.engine.name}, {settings.WHISPER_COMPUTE_TYPE}, {info['affinity_cpus']} cores, {info['cpu_model']}"
           f"{', word timestamps' if args.words else ''})\n")
     print(table(
         ["per clip", "median", "p95"],
@@ -91,7 +87,7 @@ def main() -> int:
         ],
     ))
     print(f"\nclip length median {med([row['audio_seconds'] for row in rows]):.1f} s; empty transcripts: "
-          f"{empty}/{len(rows)}; load average at the end: {info.get('load_average', 'n/a')}")
+          f"{empty}/{len(rows)}; load average at the end: {' '.join(f'{x:.2f}' for x in info['loadavg_start'])}")
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "clips": rows}, indent=1))
     return 0

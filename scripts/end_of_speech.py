@@ -24,7 +24,6 @@ rule, how many answers changed, and the seconds the rule saves.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -33,15 +32,10 @@ from pathlib import Path
 from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import pct, table  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BACKEND_DIR = REPO_ROOT / "backend"
-sys.path.insert(0, str(BACKEND_DIR))
+from benchkit import SAMPLE_RATE, default_manifests, pct, read_set, table  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-SAMPLE_RATE = 16000
 STEP = 0.25
 MIN_SPEECH = (0.5, 1.0, 1.5)
 PAUSES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
@@ -57,19 +51,8 @@ class Item:
 
 
 def load_sets(dirs: list[Path]) -> list[Item]:
-    from src.audio import decode
-
-    items = []
-    for directory in dirs:
-        manifest = directory / "manifest.csv"
-        if not manifest.is_file():
-            sys.exit(f"end_of_speech.py: no manifest at {manifest}")
-        with open(manifest, newline="") as handle:
-            for row in csv.DictReader(handle):
-                samples = decode((directory / "clips" / row["file"]).read_bytes())
-                kind = row.get("kind") or "speech"
-                items.append(Item(directory.name, row["file"], row["lang"].strip(), kind, samples))
-    return items
+    return [Item(directory.name, clip.file, clip.lang, clip.kind, clip.samples())
+            for directory in dirs for clip in read_set(directory, "end_of_speech.py")]
 
 
 class _Cached:
@@ -100,7 +83,7 @@ def prefix_segments(vad, samples: np.ndarray, ends: list[int]) -> dict[int, list
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_sets = [REPO_ROOT.parent / "shared" / "eval", REPO_ROOT.parent / "shared" / "eval-more"]
+    default_sets = [manifest.parent for manifest in default_manifests()]
     parser.add_argument("--sets", nargs="+", type=Path, default=default_sets)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

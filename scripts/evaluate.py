@@ -37,17 +37,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from manifest import Clip, default_manifest, default_more_manifest  # noqa: E402
-from manifest import read_manifest as _read_manifest  # noqa: E402
-from report import ct2_backend, describe_backend, pct, table  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "backend"))
+from benchkit import (  # noqa: E402
+    REPO_ROOT, SAMPLE_RATE, SPEECH_KINDS, Clip, ct2_backend, default_manifests, describe_backend, pct, table,
+)
+from benchkit import read_manifest as _read_manifest  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-SAMPLE_RATE = 16000
-SPEECH_KINDS = ("speech", "speech_unverified")
 SPEECH_CUTS = (1.0, 2.0, 4.0)  # seconds of speech for the "by speech length" table
 PROBABILITY_GRID = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 UNCERTAIN_GRID = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6)
@@ -146,7 +142,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="dump the numbers to this JSON file")
     parser.add_argument("--seed", type=int, default=0, help="seed of the candidate-language draw")
     args = parser.parse_args()
-    manifests = args.manifest or [default_manifest(), default_more_manifest()]
+    manifests = args.manifest or default_manifests()
 
     from src.audio import decode
     from src.audio_processor import AudioProcessor
