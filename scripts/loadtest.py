@@ -56,7 +56,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import (  # noqa: E402
-    REPO_ROOT, CpuAccount, Encoded, Server, log, machine, quantile, read_set, samples_to_webm, secs, stop_on_sigterm,
+    REPO_ROOT, CpuAccount, Encoded, RssPeak, Server, log, machine, quantile, read_set, samples_to_webm, secs, stop_on_sigterm,
     stream,
 )
 from benchkit import encode_clips as _encode_clips  # noqa: E402
@@ -336,26 +336,6 @@ async def soak_phase(server: Server, clips: list[Clip], count: int, answer_timeo
     return result
 
 
-class RssPeak:
-    """Samples the server's RSS every `every` seconds while a phase runs."""
-
-    def __init__(self, server: Server, every: float = 0.5) -> None:
-        self.server = server
-        self.every = every
-        self.values: list[float] = []
-        self.source = ""
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            value, self.source = await asyncio.to_thread(rss_of, self.server)
-            if value is not None:
-                self.values.append(value)
-            try:
-                await asyncio.wait_for(stop.wait(), self.every)
-            except asyncio.TimeoutError:
-                pass
-
-
 async def long_phase(server: Server, clips: list[Clip], answer_timeout: float) -> dict:
     url = server.ws + "/ws?mode=stream"
     started = time.monotonic()
@@ -369,8 +349,8 @@ async def long_phase(server: Server, clips: list[Clip], answer_timeout: float) -
         return await one_connection(url, clip, stream_mode=True, answer_timeout=answer_timeout)
 
     stop = asyncio.Event()
-    sampler, rss = Sampler(server), RssPeak(server)
-    sampling = [asyncio.create_task(sampler.run(stop)), asyncio.create_task(rss.run(stop))]
+    sampler, rss = Sampler(server), RssPeak(server, every=0.5).__enter__()
+    sampling = [asyncio.create_task(sampler.run(stop))]
     tasks = [asyncio.create_task(client(n, clip)) for n, clip in enumerate(clips)]
     done, pending = await asyncio.wait(tasks, timeout=hard_deadline - time.monotonic())
     for task in pending:
@@ -384,6 +364,7 @@ async def long_phase(server: Server, clips: list[Clip], answer_timeout: float) -
     cpu_figures = cpu.summary()
     stop.set()
     await asyncio.gather(*sampling)
+    rss.__exit__()
     rss_end, _ = await asyncio.to_thread(rss_of, server)
     after = await asyncio.to_thread(server.metrics)
     result = summarize(outcomes)
@@ -394,7 +375,7 @@ async def long_phase(server: Server, clips: list[Clip], answer_timeout: float) -
         "server_errors": after["errors"] - before["errors"],
         "rss_source": rss_source,
         "rss_start_mb": round(rss_start, 1) if rss_start is not None else None,
-        "rss_peak_mb": round(max(rss.values), 1) if rss.values else None,
+        "rss_peak_mb": round(rss.peak, 1) if rss.peak is not None else None,
         "rss_end_mb": round(rss_end, 1) if rss_end is not None else None,
     })
     result.update(sampler.summary())

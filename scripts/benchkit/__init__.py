@@ -26,11 +26,11 @@ from benchkit.clips import (  # noqa: E402
 from benchkit.figures import (  # noqa: E402
     ct2_backend, describe_backend, log, machine, med, model_path, ms, p95, pct, quantile, secs, table,
 )
-from benchkit.server import CpuAccount, Server, free_port, http_json, stop_on_sigterm  # noqa: E402
+from benchkit.server import CpuAccount, RssPeak, Server, free_port, http_json, stop_on_sigterm  # noqa: E402
 from benchkit.stream import CHUNK_SECONDS, Exchange, split_frames, stream  # noqa: E402
 
 __all__ = [
-    "BACKEND_DIR", "CHUNK_SECONDS", "REPO_ROOT", "SAMPLE_RATE", "Clip", "CpuAccount", "Encoded", "Exchange", "SPEECH_KINDS", "encode_clips", "Server",
+    "BACKEND_DIR", "CHUNK_SECONDS", "REPO_ROOT", "SAMPLE_RATE", "Clip", "CpuAccount", "Encoded", "Exchange", "RssPeak", "SPEECH_KINDS", "encode_clips", "Server",
     "ct2_backend", "default_manifest", "default_manifests", "default_more_manifest", "describe_backend",
     "free_port", "http_json", "log", "machine", "med", "model_path", "ms", "one_per_language", "p95", "pct", "quantile",
     "read_manifest", "read_set", "round_robin", "samples_to_webm", "secs", "split_frames", "stop_on_sigterm",

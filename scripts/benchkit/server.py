@@ -69,8 +69,7 @@ class Server:
         self.process: subprocess.Popen | None = None
         self.starts = 0
         self.started_at = 0.0
-        self.peak_rss = 0.0
-        self._sampling: threading.Event | None = None
+        self._sampling: RssPeak | None = None
 
     @property
     def http(self) -> str:
@@ -88,7 +87,7 @@ class Server:
             raise SystemExit("--url must be ws://127.0.0.1:PORT (loopback only)")
         server = cls.__new__(cls)
         server.name, server.port, server.log_path, server.process, server.starts = "server", parsed.port, None, None, 0
-        server.peak_rss, server._sampling, server.env = 0.0, None, {}
+        server._sampling, server.env = None, {}
         return server
 
     def start(self, header: bool = False) -> "Server":
@@ -181,17 +180,12 @@ class Server:
         return times.user + times.system
 
     def _start_rss_sampler(self, every: float = 0.25) -> None:
-        self._sampling = threading.Event()
+        self._sampling = RssPeak(self, every).__enter__()
 
-        def sample(stop: threading.Event) -> None:
-            while not stop.is_set() and self.process.poll() is None:
-                value = self.rss_mb()
-                if value is None:
-                    return
-                self.peak_rss = max(self.peak_rss, value)
-                stop.wait(every)
-
-        threading.Thread(target=sample, args=(self._sampling,), daemon=True).start()
+    @property
+    def peak_rss(self) -> float:
+        """The peak RSS in MB since ready (wait_ready(sample_rss=True)), else 0."""
+        return (self._sampling.peak or 0.0) if self._sampling is not None else 0.0
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
@@ -209,7 +203,7 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
         """SIGTERM (graceful: it drains open connections), then kill after `timeout`; the exit code."""
         if self._sampling is not None:
-            self._sampling.set()
+            self._sampling.__exit__()
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -220,6 +214,36 @@ class Server:
                 self.process.kill()
                 self.process.wait(timeout=10)
         return self.process.returncode
+
+
+class RssPeak:
+    """Samples server.rss_mb() every `every` seconds in a thread, while in a `with` block."""
+
+    def __init__(self, server: Server, every: float = 0.5) -> None:
+        self.server, self.every = server, every
+        self.values: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = self.server.rss_mb()
+            if value is not None:
+                self.values.append(value)
+            self._stop.wait(self.every)
+
+    @property
+    def peak(self) -> float | None:
+        return max(self.values) if self.values else None
+
+    def __enter__(self) -> "RssPeak":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
 
 
 class CpuAccount:
