@@ -85,9 +85,8 @@ class Server:
         parsed = urllib.parse.urlparse(url)
         if parsed.scheme != "ws" or parsed.hostname not in ("127.0.0.1", "localhost") or not parsed.port:
             raise SystemExit("--url must be ws://127.0.0.1:PORT (loopback only)")
-        server = cls.__new__(cls)
-        server.name, server.port, server.log_path, server.process, server.starts = "server", parsed.port, None, None, 0
-        server._sampling, server.env = None, {}
+        server = cls(name="existing", port=parsed.port, log_path=Path(os.devnull))
+        server.log_path, server.env = None, {}  # nothing to launch, no log of ours
         return server
 
     def start(self, header: bool = False) -> "Server":
