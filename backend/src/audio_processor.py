@@ -15,6 +15,8 @@ from . import audio as audio_codec
 from .audio import SAMPLE_RATE
 from .engines.base import Engine
 from .protocol import Identification
+from .timeline import Timeline, TimelineOptions
+from .timeline import timeline as build_timeline
 from .vad import Speech, VoiceActivityDetector
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ class AudioProcessor:
         gc_after_processing: bool = True,
         max_queued: int | None = None,
         on_queue_change: Callable[[int], None] | None = None,
+        timeline_options: TimelineOptions | None = None,
     ) -> None:
         self.engine = engine
         self.max_concurrent_calls = max_concurrent_calls
@@ -48,6 +51,11 @@ class AudioProcessor:
         self.queue_depth = 0  # detections waiting for a slot
         self._on_queue_change = on_queue_change
         self._semaphore = asyncio.Semaphore(max_concurrent_calls)
+        self.timeline_options = timeline_options or TimelineOptions()
+        # The timeline needs the short pauses between turns: a VAD of its own with a shorter minimum silence.
+        self.timeline_vad = VoiceActivityDetector(
+            threshold=self.vad.options.threshold, min_silence_ms=self.timeline_options.min_silence_ms
+        )
 
     @classmethod
     def from_settings(cls, settings: "Settings", **overrides: Any) -> "AudioProcessor":
@@ -60,6 +68,7 @@ class AudioProcessor:
             "min_speech_seconds": settings.MIN_SPEECH_SECONDS,
             "gc_after_processing": settings.GC_AFTER_PROCESSING,
             "max_queued": settings.MAX_QUEUED_DETECTIONS,
+            "timeline_options": TimelineOptions.from_settings(settings),
         }
         return cls(create_engine(settings), **(options | overrides))
 
@@ -96,21 +105,7 @@ class AudioProcessor:
         `max_concurrent_calls` at a time (see `identify`). Raises Busy when `max_queued` detections are
         waiting already, or at once when `wait` is False and no slot is free (partial answers, which
         must not delay the final answers queued behind them)."""
-        if self._semaphore.locked():
-            if not wait:
-                raise Busy("no inference slot free for a partial answer")
-            if self.max_queued is not None and self.queue_depth >= self.max_queued:
-                raise Busy(f"the server is busy ({self.queue_depth} detections waiting): try again later")
-        self._queue_changed(+1)
-        try:
-            await self._semaphore.acquire()
-        finally:
-            self._queue_changed(-1)
-        work = asyncio.ensure_future(asyncio.to_thread(self.identify, samples, languages, speech))
-        # The slot is freed when the thread is done, even if the caller was cancelled meanwhile (client
-        # gone): the thread cannot be interrupted, its result is then discarded.
-        work.add_done_callback(self._release)
-        result = await asyncio.shield(work)
+        result = await self._in_slot(self.identify, samples, languages, speech, wait=wait)
         if result.reason in ("no_speech", "too_short"):
             logger.info(
                 "[%s] %s: %.2fs of speech in %.2fs of audio",
@@ -123,6 +118,48 @@ class AudioProcessor:
                 result.extra["speech_duration"],
             )
         return result
+
+    async def timeline(
+        self, samples: np.ndarray, connection_id: str, languages: list[str] | None = None
+    ) -> Timeline:
+        """The language timeline of the samples (see src/timeline.py), in a worker thread holding one
+        inference slot for all its windows; Busy as for `process_audio`."""
+        result = await self._in_slot(self.identify_timeline, samples, languages)
+        logger.info(
+            "[%s] Timeline of %.2fs of audio: %d segment(s) from %d window(s) in %.3fs (%s)",
+            connection_id, len(samples) / SAMPLE_RATE, len(result.segments), len(result.windows),
+            result.processing_time, " ".join(seg.language or "?" for seg in result.segments) or "no speech",
+        )
+        return result
+
+    def identify_timeline(self, samples: np.ndarray, languages: list[str] | None = None) -> Timeline:
+        """Blocking: the language timeline (the command line and the evaluation script call this)."""
+        try:
+            return build_timeline(
+                samples, lambda audio, langs: self.engine.detect(audio, langs).probabilities,
+                self.timeline_vad, self.timeline_options, languages,
+            )
+        finally:
+            if self.gc_after_processing:
+                gc.collect()
+
+    async def _in_slot(self, function: Callable[..., Any], *args: Any, wait: bool = True) -> Any:
+        """Run `function(*args)` in a worker thread once an inference slot is free."""
+        if self._semaphore.locked():
+            if not wait:
+                raise Busy("no inference slot free for a partial answer")
+            if self.max_queued is not None and self.queue_depth >= self.max_queued:
+                raise Busy(f"the server is busy ({self.queue_depth} detections waiting): try again later")
+        self._queue_changed(+1)
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self._queue_changed(-1)
+        work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+        # The slot is freed when the thread is done, even if the caller was cancelled meanwhile (client
+        # gone): the thread cannot be interrupted, its result is then discarded.
+        work.add_done_callback(self._release)
+        return await asyncio.shield(work)
 
     @property
     def saturated(self) -> bool:

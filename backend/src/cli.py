@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=3, help="candidates to show per file (default 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--timeline", action="store_true", help="also show which language is spoken when")
     args = parser.parse_args(argv)
 
     from .audio import AudioDecodeError, decode
@@ -63,12 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     progress = tqdm(files, unit="file", file=sys.stderr, disable=args.no_progress or len(files) < 5, leave=False)
     for path in progress:
         try:
-            result = processor.identify(decode(path.read_bytes()), languages)
+            samples = decode(path.read_bytes())
+            result = processor.identify(samples, languages)
         except (AudioDecodeError, OSError) as exc:
             failures += 1
             line = {"file": str(path), "error": str(exc)} if args.json else f"{path}\terror: {exc}"
             tqdm.write(json.dumps(line) if args.json else line, file=sys.stdout)
             continue
+        spans = processor.identify_timeline(samples, languages) if args.timeline else None
         language = result.language
         counts[language or result.reason or "none"] += 1
         top = result.probabilities[: args.top_k]
@@ -79,11 +82,17 @@ def main(argv: list[str] | None = None) -> int:
                 "audio_duration": round(result.audio_duration, 3),
                 "speech_duration": result.extra.get("speech_duration"),
             }
+            if spans is not None:
+                record["timeline"] = spans.as_list(args.top_k)
             tqdm.write(json.dumps(record), file=sys.stdout)
         else:
             head = f"{language}\t{language_name(language)}" if language else f"-\t({result.reason})"
             others = ", ".join(f"{c} {p:.2f}" if p is not None else c for c, p in top)
             tqdm.write(f"{path}\t{head}\t{others}", file=sys.stdout)
+            for segment in spans.as_list(args.top_k) if spans is not None else []:
+                said = segment["language"] or f"- ({segment['reason']})"
+                sure = f"{segment['confidence']:.2f}" if segment["confidence"] is not None else ""
+                tqdm.write(f"  {segment['start']:7.2f} - {segment['end']:7.2f} s\t{said}\t{sure}", file=sys.stdout)
     elapsed = time.perf_counter() - started
     summary = ", ".join(f"{name} {count}" for name, count in counts.most_common())
     print(

@@ -71,6 +71,18 @@ async def _read_audio(request: Request, max_bytes: int) -> tuple[bytes, dict[str
     return data, fields
 
 
+def _flag(value: str | None, default: bool) -> bool:
+    """A true/false multipart field (the query parameter when absent)."""
+    if value is None:
+        return default
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise HTTPProblem(400, "timeline must be true or false")
+
+
 @router.post(
     "/detect",
     summary="Identify the language of an audio file",
@@ -82,6 +94,7 @@ async def detect(
     metrics: Annotated[ServerMetrics, Depends(get_metrics)],
     languages: Annotated[str | None, Query(description="candidate languages, e.g. en,es,fr")] = None,
     top_k: Annotated[int | None, Query(ge=1, le=100, description="how many candidates to list")] = None,
+    timeline: Annotated[bool, Query(description="also answer the language timeline: who spoke which language when")] = False,
 ) -> JSONResponse:
     request_id = str(uuid.uuid4())[:8]
     settings = request.app.state.settings
@@ -99,6 +112,7 @@ async def detect(
                 raise HTTPProblem(400, "top_k must be a whole number") from None
             if not 1 <= k <= 100:
                 raise HTTPProblem(400, "top_k must be between 1 and 100")
+        want_timeline = _flag(fields.get("timeline"), timeline)
         try:
             samples = await asyncio.to_thread(decode_audio, data)
         except AudioDecodeError as exc:
@@ -109,6 +123,7 @@ async def detect(
         try:
             result = await processor.process_audio(samples, request_id, candidates)
             processing_time = result.processing_time if result.probabilities else None
+            spans = await processor.timeline(samples, request_id, candidates) if want_timeline else None
         except Busy as exc:
             raise HTTPProblem(503, str(exc), "busy") from None
         except EngineError as exc:
@@ -119,6 +134,9 @@ async def detect(
         answer["final"] = True
         if candidates:
             answer["candidates"] = candidates
+        if spans is not None:
+            answer["timeline"] = spans.as_list(k or settings.TOP_K)
+            answer["timeline_processing_time"] = round(spans.processing_time, 4)
         metrics.answered(result.language, result.reason, time.perf_counter() - asked_at)
         return JSONResponse(protocol.success(answer, request_id))
     except HTTPProblem as exc:

@@ -124,6 +124,16 @@ class Settings(BaseSettings):
     """... for the same language over this many consecutive detections."""
     UNCERTAIN_BELOW: float = Field(0.4, ge=0.0, le=1.0)
     """A final stream answer whose top probability is under this names no language: `reason: "uncertain"`."""
+    # --- language timeline (see src/timeline.py and the README's "Language timeline") ------------
+    TIMELINE_WINDOW_SECONDS: float = Field(3.0, ge=0.5, le=30.0)
+    """Longest window of speech judged by one detection in a timeline; longer speech is cut into equal
+    pieces."""
+    TIMELINE_MERGE_GAP_SECONDS: float = Field(0.2, ge=0.0, le=10.0)
+    """Speech regions closer than this are one region (a language change is looked for across longer pauses
+    and at window edges)."""
+    TIMELINE_SWITCH_PENALTY: float = Field(4.0, ge=0.0, le=100.0)
+    """Cost of a language change between two windows, in log-probability: higher, fewer switches."""
+
     MAX_CONCURRENT_CALLS: int = Field(3, ge=1)
     """Inferences allowed to run at the same time (the AudioProcessor's semaphore)."""
     GC_AFTER_PROCESSING: bool = True

@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""Accuracy of LangShazam's language timeline on conversations joined from real clips, and on real
+code-switching recordings.
+
+    python scripts/evaluate_timeline.py [--conversations N] [--seed N] [--tune] [--json PATH]
+
+From the repository root. Settings come from the environment / `.env` as for the server
+(TIMELINE_WINDOW_SECONDS, TIMELINE_MERGE_GAP_SECONDS, TIMELINE_SWITCH_PENALTY, UNCERTAIN_BELOW, ...).
+
+Sets: ../shared/eval (all clips) and ../shared/eval-more (kind `speech`, languages Whisper knows), beside
+the project (`$LANGSHAZAM_EVAL_DIR` and `$LANGSHAZAM_EVAL_MORE_DIR` override). From each set, N
+synthetic conversations (fixed seed): 2-4 languages, 4-8 turns, each turn a clip trimmed to its speech
+(VAD), at most 10 s; 0.3-1.5 s pauses (faint noise) between turns; about one turn in four in the same
+language as the one before (another clip), one in four a short turn (1-2 s of speech). Plus the two
+`code_switch` recordings of eval-more, whose language spans were annotated by hand (below).
+
+Measures, per set, through `processor.identify_timeline`'s building blocks (the same VAD, windows,
+engine detections, smoothing and segments):
+
+- speech time right: share of the reference speech (the turns) labelled with the right language; time
+  inside a turn not covered by a segment (a short pause) takes the nearest segment within 0.5 s,
+  otherwise it counts as wrong; a segment with no language (uncertain) counts as wrong;
+- switches: a true switch (between turns of different languages, at the middle of the pause) is found
+  when a predicted switch (between consecutive segments with different languages) lies within 1 s;
+  unmatched predicted switches are invented; median boundary error over found switches;
+- invented switches per minute of audio; timeline time per minute of audio (this machine).
+
+`--tune` sweeps window length, merge gap and switch penalty on the first set's conversations and
+reports the best settings' figures on both sets (tune on one, check on the other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import pct, table  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "backend"))
+
+import numpy as np  # noqa: E402
+
+SAMPLE_RATE = 16000
+MAX_TURN_SECONDS = 10.0
+MATCH_SECONDS = 1.0  # a predicted switch this close to a true one finds it
+NEAREST_SECONDS = 0.5  # uncovered reference time takes the nearest segment this close
+
+# The code-switching recordings of eval-more, annotated by hand from their VAD segments and transcripts
+# (language, start, end in seconds).
+CODE_SWITCH = {
+    "mix_es-en_azure_1.wav": [("es", 0.32, 6.95), ("en", 7.23, 11.72), ("es", 11.90, 19.45), ("en", 19.60, 23.89)],
+    "mix_en-zh_azure_1.wav": [("en", 0.00, 1.32), ("zh", 2.91, 4.26), ("en", 6.27, 7.81), ("zh", 9.76, 11.56),
+                              ("en", 13.56, 15.81), ("zh", 16.99, 18.63)],
+}
+
+
+def eval_dirs() -> dict[str, Path]:
+    shared = REPO_ROOT.parent / "shared"
+    return {
+        "eval": Path(os.environ.get("LANGSHAZAM_EVAL_DIR", shared / "eval")),
+        "eval-more": Path(os.environ.get("LANGSHAZAM_EVAL_MORE_DIR", shared / "eval-more")),
+    }
+
+
+@dataclass
+class Conversation:
+    name: str
+    samples: np.ndarray
+    turns: list[tuple[str, float, float]]  # (language, start, end) in seconds
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+def speech_clips(directory: Path, known: set[str]) -> dict[str, list[Path]]:
+    """Clips by language: kind `speech` (all clips when the manifest has no kind), languages Whisper knows."""
+    manifest = directory / "manifest.csv"
+    if not manifest.is_file():
+        sys.exit(f"evaluate_timeline.py: no manifest at {manifest}")
+    by_lang: dict[str, list[Path]] = {}
+    with open(manifest, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("kind", "speech") != "speech" or row["lang"] not in known:
+                continue
+            by_lang.setdefault(row["lang"], []).append(directory / "clips" / row["file"])
+    return by_lang
+
+
+def trimmed(path: Path, decode, vad, cache: dict) -> np.ndarray:
+    """The clip from its first speech to the end of its last (VAD)."""
+    if path not in cache:
+        samples = decode(path.read_bytes())
+        cache[path] = vad.find_speech(samples).audio(samples)
+    return cache[path]
+
+
+def make_conversations(set_name: str, by_lang: dict[str, list[Path]], count: int, seed: int, decode, vad,
+                       ) -> list[Conversation]:
+    rng = random.Random(f"{seed}:{set_name}")
+    cache: dict = {}
+    languages = sorted(by_lang)
+    conversations = []
+    for number in range(count):
+        chosen = rng.sample(languages, rng.choice([2, 3, 4]))
+        turns_wanted = rng.randint(4, 8)
+        pieces: list[np.ndarray] = []
+        turns: list[tuple[str, float, float]] = []
+        used: set[Path] = set()
+        position = 0
+        previous = None
+        for turn in range(turns_wanted):
+            same = previous is not None and rng.random() < 0.25 and len(set(by_lang[previous]) - used) > 0
+            if same:
+                lang = previous
+            else:
+                options = [lang for lang in chosen if lang != previous and set(by_lang[lang]) - used] or [
+                    lang for lang in chosen if lang != previous]
+                lang = rng.choice(options)
+            fresh = sorted(set(by_lang[lang]) - used) or sorted(by_lang[lang])
+            path = rng.choice(fresh)
+            used.add(path)
+            audio = trimmed(path, decode, vad, cache)
+            limit = MAX_TURN_SECONDS
+            if rng.random() < 0.25:
+                limit = rng.uniform(1.0, 2.0)
+            audio = audio[: int(limit * SAMPLE_RATE)]
+            if turn:
+                pause = np.asarray(np.random.default_rng(rng.randrange(1 << 30)).normal(
+                    0, 3e-4, int(rng.uniform(0.3, 1.5) * SAMPLE_RATE)), dtype=np.float32)
+                pieces.append(pause)
+                position += len(pause)
+            turns.append((lang, position / SAMPLE_RATE, (position + len(audio)) / SAMPLE_RATE))
+            pieces.append(audio.astype(np.float32))
+            position += len(audio)
+            previous = lang
+        conversations.append(Conversation(f"{set_name}#{number}", np.concatenate(pieces), turns))
+    return conversations
+
+
+def real_recordings(directory: Path, decode) -> list[Conversation]:
+    out = []
+    for name, spans in CODE_SWITCH.items():
+        path = directory / "clips" / name
+        if path.is_file():
+            out.append(Conversation(name, decode(path.read_bytes()), spans))
+    return out
+
+
+# --- scoring ------------------------------------------------------------------------------------
+
+def true_switches(turns) -> list[tuple[float, str]]:
+    return [((a[2] + b[1]) / 2, b[0]) for a, b in zip(turns, turns[1:]) if a[0] != b[0]]
+
+
+def predicted_switches(segments) -> list[tuple[float, str]]:
+    named = [s for s in segments if s.language]
+    return [((a.end + b.start) / 2, b.language) for a, b in zip(named, named[1:]) if a.language != b.language]
+
+
+def labels_at(times: np.ndarray, segments) -> list[str | None]:
+    """The language of the segment at each time; off every segment, the nearest one within
+    NEAREST_SECONDS; else None."""
+    if not segments:
+        return [None] * len(times)
+    starts = np.array([s.start for s in segments])
+    ends = np.array([s.end for s in segments])
+    previous = np.clip(np.searchsorted(starts, times, side="right") - 1, 0, len(segments) - 1)
+    following = np.clip(previous + 1, 0, len(segments) - 1)
+    to_previous = np.where(times >= starts[previous], np.maximum(0.0, times - ends[previous]), np.inf)
+    to_following = np.where(starts[following] >= times, starts[following] - times, np.inf)
+    chosen = np.where(to_previous <= to_following, previous, following)
+    distance = np.minimum(to_previous, to_following)
+    return [segments[i].language if d <= NEAREST_SECONDS else None for i, d in zip(chosen, distance)]
+
+
+def score(conversation: Conversation, segments) -> dict:
+    step = 0.01
+    right = total = 0
+    for lang, start, end in conversation.turns:
+        times = np.arange(start, end, step)
+        total += len(times)
+        right += sum(label == lang for label in labels_at(times, segments))
+    truth = true_switches(conversation.turns)
+    predicted = predicted_switches(segments)
+    pairs = sorted((abs(p[0] - t[0]), i, j) for i, t in enumerate(truth) for j, p in enumerate(predicted))
+    found_t, found_p, errors = set(), set(), []
+    for distance, i, j in pairs:
+        if distance <= MATCH_SECONDS and i not in found_t and j not in found_p:
+            found_t.add(i)
+            found_p.add(j)
+            errors.append(distance)
+    return {"frames": total, "right": right, "switches": len(truth), "found": len(found_t),
+            "invented": len(predicted) - len(found_p), "errors": errors, "seconds": conversation.seconds}
+
+
+def summarise(scores: list[dict], cost_seconds: float) -> dict:
+    frames = sum(s["frames"] for s in scores)
+    right = sum(s["right"] for s in scores)
+    switches = sum(s["switches"] for s in scores)
+    found = sum(s["found"] for s in scores)
+    invented = sum(s["invented"] for s in scores)
+    errors = [e for s in scores for e in s["errors"]]
+    minutes = sum(s["seconds"] for s in scores) / 60
+    return {
+        "conversations": len(scores), "minutes": round(minutes, 2),
+        "speech_right": right / frames if frames else 0.0,
+        "switches": switches, "found": found, "missed": switches - found, "invented": invented,
+        "median_boundary_error": statistics.median(errors) if errors else None,
+        "invented_per_minute": invented / minutes if minutes else 0.0,
+        "cost_per_minute": cost_seconds / minutes if minutes else 0.0,
+    }
+
+
+def row(label: str, summary: dict) -> list[object]:
+    error = summary["median_boundary_error"]
+    return [label, summary["conversations"], f"{summary['minutes']:.1f}",
+            f"{100 * summary['speech_right']:.1f} %", summary["switches"], summary["found"], summary["missed"],
+            summary["invented"], "n/a" if error is None else f"{error:.2f} s",
+            f"{summary['invented_per_minute']:.2f}", f"{summary['cost_per_minute']:.1f} s"]
+
+
+HEADERS = ["set", "conv.", "minutes", "speech time right", "switches", "found", "missed", "invented",
+           "median boundary error", "invented / min", "timeline time / min of audio"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--conversations", type=int, default=20, help="synthetic conversations per set")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tune", action="store_true", help="sweep the timeline's choices on the first set")
+    parser.add_argument("--tune-on", default="eval", choices=["eval", "eval-more"])
+    parser.add_argument("--candidates", action="store_true",
+                        help="also run with each conversation's languages given as candidates")
+    parser.add_argument("--json", type=Path, default=None, help="dump the figures to this JSON file")
+    args = parser.parse_args()
+
+    from src import timeline as tl
+    from src.audio import decode
+    from src.audio_processor import AudioProcessor
+    from src.config.settings import load_settings
+    from src.languages import WHISPER_LANGUAGES
+    from src.vad import VoiceActivityDetector
+
+    settings = load_settings()
+    processor = AudioProcessor.from_settings(settings, gc_after_processing=False)
+    processor.load()
+    base = processor.timeline_options
+
+    sets: dict[str, list[Conversation]] = {}
+    dirs = eval_dirs()
+    for name, directory in dirs.items():
+        by_lang = speech_clips(directory, set(WHISPER_LANGUAGES))
+        sets[name] = make_conversations(name, by_lang, args.conversations, args.seed, decode, processor.vad)
+        print(f"{name}: {len(by_lang)} languages, {args.conversations} conversations, "
+              f"{sum(c.seconds for c in sets[name]) / 60:.1f} min", file=sys.stderr)
+    sets["code-switch (real)"] = real_recordings(dirs["eval-more"], decode)
+
+    detect_cache: dict = {}
+
+    def run(conversations, options, candidates=False, cached=True):
+        """Timelines of the conversations through the product's steps; detections of the same audio
+        are cached across settings (`cached`), the cost is that of the runs that did detect."""
+        scores, cost = [], 0.0
+        details = []
+        vad = VoiceActivityDetector(threshold=settings.VAD_THRESHOLD, min_silence_ms=options.min_silence_ms)
+        for conv in conversations:
+            languages = sorted({t[0] for t in conv.turns}) if candidates else None
+
+            def detect(audio, langs, _conv=conv):
+                key = (_conv.name, id(_conv.samples), audio.ctypes.data, len(audio), tuple(langs or ()))
+                if not cached:
+                    return processor.engine.detect(audio, langs).probabilities
+                if key not in detect_cache:
+                    detect_cache[key] = processor.engine.detect(audio, langs).probabilities
+                return detect_cache[key]
+
+            vad_key = (conv.name, "vad", options.min_silence_ms)
+            if vad_key not in detect_cache:
+                detect_cache[vad_key] = vad.find_speech(conv.samples)
+            speech = detect_cache[vad_key]
+            started = time.perf_counter()
+            if cached:
+                regions = tl.speech_regions(speech.segments, options.merge_gap)
+                windows = [tl.Window(a, b, r, detect(conv.samples[a:b], languages))
+                           for a, b, r in tl.cut_windows(regions, options.window_seconds)]
+                segments = tl.build(windows, options, languages, conv.samples, detect)
+            else:
+                segments = tl.timeline(conv.samples, detect, vad, options, languages).segments
+            cost += time.perf_counter() - started
+            scores.append(score(conv, segments))
+            details.append({"name": conv.name, "turns": conv.turns,
+                            "segments": [(s.language, round(s.start, 2), round(s.end, 2)) for s in segments]})
+        return summarise(scores, cost), details
+
+    results: dict = {"settings": {"window_seconds": base.window_seconds, "merge_gap": base.merge_gap,
+                                  "switch_penalty": base.switch_penalty, "uncertain_below": base.uncertain_below}}
+    out = []
+    if args.tune:
+        tune_set = sets[args.tune_on]
+        check_set = sets["eval-more" if args.tune_on == "eval" else "eval"]
+        grid = []
+        for window in (3.0, 5.0, 8.0, 10.0):
+            for gap in (0.0, 0.2, 0.5):
+                for penalty in (0.5, 1.0, 2.0, 3.0, 5.0):
+                    for refine in (False, True):
+                        options = replace(base, window_seconds=window, merge_gap=gap, switch_penalty=penalty,
+                                          refine=refine)
+                        summary, _ = run(tune_set, options)
+                        grid.append((options, summary))
+                        print(f"window {window} gap {gap} penalty {penalty} refine {refine}: "
+                              f"{100 * summary['speech_right']:.1f} % right, "
+                              f"found {summary['found']}/{summary['switches']}, invented {summary['invented']}, "
+                              f"err {summary['median_boundary_error']}", file=sys.stderr)
+
+        def goodness(item):
+            s = item[1]
+            return s["speech_right"] - 0.02 * max(0.0, s["invented_per_minute"] - 1.0) \
+                - 0.05 * max(0.0, (s["median_boundary_error"] or 1.0) - 0.5)
+
+        grid.sort(key=goodness, reverse=True)
+        rows = []
+        for options, summary in grid[:8]:
+            check, _ = run(check_set, options)
+            rows.append([options.window_seconds, options.merge_gap, options.switch_penalty,
+                         options.refine] + row(args.tune_on, summary)[3:4] + row("", check)[3:4]
+                        + [f"{summary['invented_per_minute']:.2f} / {check['invented_per_minute']:.2f}",
+                           f"{summary['median_boundary_error'] or 0:.2f} / {check['median_boundary_error'] or 0:.2f}"])
+        out += [f"### Tuning on {args.tune_on}, checked on the other set (best 8 of {len(grid)})", "",
+                table(["window s", "merge gap s", "penalty", "second pass", f"right ({args.tune_on})", "right (other)",
+                       "invented/min", "median boundary error"], rows), ""]
+        results["tuning"] = [{"options": vars(o) if hasattr(o, "__dict__") else str(o), "summary": s}
+                             for o, s in grid]
+
+    rows = []
+    results["sets"] = {}
+    for name, conversations in sets.items():
+        summary, details = run(conversations, base, cached=False)
+        rows.append(row(name, summary))
+        results["sets"][name] = {"summary": summary, "conversations": details}
+        if args.candidates:
+            summary_c, _ = run(conversations, base, candidates=True, cached=False)
+            rows.append(row(f"{name}, languages given", summary_c))
+            results["sets"][name + ", languages given"] = {"summary": summary_c}
+    out += [f"## Language timeline — {processor.engine.name}; window {base.window_seconds} s, merge gap "
+            f"{base.merge_gap} s, switch penalty {base.switch_penalty}, uncertain below {base.uncertain_below}", "",
+            table(HEADERS, rows)]
+    print("\n".join(out))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
