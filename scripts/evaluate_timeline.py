@@ -23,7 +23,10 @@ engine detections, smoothing and segments):
 - switches: a true switch (between turns of different languages, at the middle of the pause) is found
   when a predicted switch (between consecutive segments with different languages) lies within 1 s;
   unmatched predicted switches are invented; median boundary error over found switches;
-- invented switches per minute of audio; timeline time per minute of audio (this machine).
+- invented switches per minute of audio; timeline time per minute of audio (this machine);
+- for reference, "uncertain": the share of speech time in segments that name no language, and "turn by
+  turn": the share labelled right when each turn, its bounds known, is detected alone (what the model
+  can do on these turns without any timeline method).
 
 `--tune` sweeps window length, merge gap and switch penalty on the first set's conversations and
 reports the best settings' figures on both sets (tune on one, check on the other).
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import random
@@ -54,6 +58,15 @@ SAMPLE_RATE = 16000
 MAX_TURN_SECONDS = 10.0
 MATCH_SECONDS = 1.0  # a predicted switch this close to a true one finds it
 NEAREST_SECONDS = 0.5  # uncovered reference time takes the nearest segment this close
+UNCERTAIN = "?"  # the label of time in a segment that names no language
+# --tune: the choices swept (TimelineOptions fields).
+TUNING = {
+    "window_seconds": (8.0,),
+    "merge_gap": (0.2,),
+    "switch_penalty": (1.0, 2.0),
+    "context_seconds": (0.0, 2.0, 3.0, 4.0),
+    "focus_probability": (0.6, 0.5, 0.4),
+}
 
 # The code-switching recordings of eval-more, annotated by hand from their VAD segments and transcripts
 # (language, start, end in seconds).
@@ -135,7 +148,9 @@ def make_conversations(set_name: str, by_lang: dict[str, list[Path]], count: int
             if rng.random() < 0.25:
                 limit = rng.uniform(1.0, 2.0)
             audio = audio[: int(limit * SAMPLE_RATE)]
-            if turn:
+            if len(audio) < 0.5 * SAMPLE_RATE:  # a clip with (almost) no speech makes no turn
+                continue
+            if pieces:
                 pause = np.asarray(np.random.default_rng(rng.randrange(1 << 30)).normal(
                     0, 3e-4, int(rng.uniform(0.3, 1.5) * SAMPLE_RATE)), dtype=np.float32)
                 pieces.append(pause)
@@ -181,16 +196,21 @@ def labels_at(times: np.ndarray, segments) -> list[str | None]:
     to_following = np.where(starts[following] >= times, starts[following] - times, np.inf)
     chosen = np.where(to_previous <= to_following, previous, following)
     distance = np.minimum(to_previous, to_following)
-    return [segments[i].language if d <= NEAREST_SECONDS else None for i, d in zip(chosen, distance)]
+    return [(segments[i].language or UNCERTAIN) if d <= NEAREST_SECONDS else None for i, d in zip(chosen, distance)]
 
 
-def score(conversation: Conversation, segments) -> dict:
+def score(conversation: Conversation, segments, turn_labels: list[str | None] | None = None) -> dict:
+    """`turn_labels`: each turn's language detected on the turn alone (the turn-level reference)."""
     step = 0.01
-    right = total = 0
-    for lang, start, end in conversation.turns:
+    right = total = uncertain = turn_right = 0
+    for index, (lang, start, end) in enumerate(conversation.turns):
         times = np.arange(start, end, step)
+        labels = labels_at(times, segments)
         total += len(times)
-        right += sum(label == lang for label in labels_at(times, segments))
+        right += sum(label == lang for label in labels)
+        uncertain += sum(label == UNCERTAIN for label in labels)
+        if turn_labels is not None:
+            turn_right += len(times) * (turn_labels[index] == lang)
     truth = true_switches(conversation.turns)
     predicted = predicted_switches(segments)
     pairs = sorted((abs(p[0] - t[0]), i, j) for i, t in enumerate(truth) for j, p in enumerate(predicted))
@@ -200,7 +220,8 @@ def score(conversation: Conversation, segments) -> dict:
             found_t.add(i)
             found_p.add(j)
             errors.append(distance)
-    return {"frames": total, "right": right, "switches": len(truth), "found": len(found_t),
+    return {"frames": total, "right": right, "uncertain": uncertain, "turn_right": turn_right,
+            "switches": len(truth), "found": len(found_t),
             "invented": len(predicted) - len(found_p), "errors": errors, "seconds": conversation.seconds}
 
 
@@ -215,6 +236,8 @@ def summarise(scores: list[dict], cost_seconds: float) -> dict:
     return {
         "conversations": len(scores), "minutes": round(minutes, 2),
         "speech_right": right / frames if frames else 0.0,
+        "speech_uncertain": sum(s["uncertain"] for s in scores) / frames if frames else 0.0,
+        "turn_reference_right": sum(s["turn_right"] for s in scores) / frames if frames else 0.0,
         "switches": switches, "found": found, "missed": switches - found, "invented": invented,
         "median_boundary_error": statistics.median(errors) if errors else None,
         "invented_per_minute": invented / minutes if minutes else 0.0,
@@ -225,12 +248,13 @@ def summarise(scores: list[dict], cost_seconds: float) -> dict:
 def row(label: str, summary: dict) -> list[object]:
     error = summary["median_boundary_error"]
     return [label, summary["conversations"], f"{summary['minutes']:.1f}",
-            f"{100 * summary['speech_right']:.1f} %", summary["switches"], summary["found"], summary["missed"],
+            f"{100 * summary['speech_right']:.1f} %", f"{100 * summary['speech_uncertain']:.1f} %",
+            f"{100 * summary['turn_reference_right']:.1f} %", summary["switches"], summary["found"], summary["missed"],
             summary["invented"], "n/a" if error is None else f"{error:.2f} s",
             f"{summary['invented_per_minute']:.2f}", f"{summary['cost_per_minute']:.1f} s"]
 
 
-HEADERS = ["set", "conv.", "minutes", "speech time right", "switches", "found", "missed", "invented",
+HEADERS = ["set", "conv.", "minutes", "speech time right", "uncertain", "turn by turn", "switches", "found", "missed", "invented",
            "median boundary error", "invented / min", "timeline time / min of audio"]
 
 
@@ -249,6 +273,7 @@ def main() -> int:
     from src.audio import decode
     from src.audio_processor import AudioProcessor
     from src.config.settings import load_settings
+    from src.engines.local_whisper import restrict
     from src.languages import WHISPER_LANGUAGES
     from src.vad import VoiceActivityDetector
 
@@ -278,12 +303,12 @@ def main() -> int:
             languages = sorted({t[0] for t in conv.turns}) if candidates else None
 
             def detect(audio, langs, _conv=conv):
-                key = (_conv.name, id(_conv.samples), audio.ctypes.data, len(audio), tuple(langs or ()))
                 if not cached:
                     return processor.engine.detect(audio, langs).probabilities
+                key = (_conv.name, audio.ctypes.data, len(audio))
                 if key not in detect_cache:
-                    detect_cache[key] = processor.engine.detect(audio, langs).probabilities
-                return detect_cache[key]
+                    detect_cache[key] = processor.engine.detect(audio).probabilities
+                return restrict(detect_cache[key], langs)  # as the engine restricts to candidates
 
             vad_key = (conv.name, "vad", options.min_silence_ms)
             if vad_key not in detect_cache:
@@ -292,13 +317,22 @@ def main() -> int:
             started = time.perf_counter()
             if cached:
                 regions = tl.speech_regions(speech.segments, options.merge_gap)
-                windows = [tl.Window(a, b, r, detect(conv.samples[a:b], languages))
-                           for a, b, r in tl.cut_windows(regions, options.window_seconds)]
+                windows = []
+                for a, b, r in tl.cut_windows(regions, options.window_seconds):
+                    first, last = tl.with_context(a, b, len(conv.samples), options.context_seconds)
+                    windows.append(tl.Window(a, b, r, detect(conv.samples[first:last], languages)))
                 segments = tl.build(windows, options, languages, conv.samples, detect)
             else:
                 segments = tl.timeline(conv.samples, detect, vad, options, languages).segments
             cost += time.perf_counter() - started
-            scores.append(score(conv, segments))
+            turn_labels = None
+            if not cached:  # the reference: each turn detected alone, as if the turns were known
+                turn_labels = []
+                for _, start, end in conv.turns:
+                    found = processor.engine.detect(conv.samples[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)],
+                                                    languages).probabilities
+                    turn_labels.append(found[0][0] if tl.verdict(found, options)[0] else None)
+            scores.append(score(conv, segments, turn_labels))
             details.append({"name": conv.name, "turns": conv.turns,
                             "segments": [(s.language, round(s.start, 2), round(s.end, 2)) for s in segments]})
         return summarise(scores, cost), details
@@ -310,18 +344,13 @@ def main() -> int:
         tune_set = sets[args.tune_on]
         check_set = sets["eval-more" if args.tune_on == "eval" else "eval"]
         grid = []
-        for window in (3.0, 5.0, 8.0, 10.0):
-            for gap in (0.0, 0.2, 0.5):
-                for penalty in (0.5, 1.0, 2.0, 3.0, 5.0):
-                    for refine in (False, True):
-                        options = replace(base, window_seconds=window, merge_gap=gap, switch_penalty=penalty,
-                                          refine=refine)
-                        summary, _ = run(tune_set, options)
-                        grid.append((options, summary))
-                        print(f"window {window} gap {gap} penalty {penalty} refine {refine}: "
-                              f"{100 * summary['speech_right']:.1f} % right, "
-                              f"found {summary['found']}/{summary['switches']}, invented {summary['invented']}, "
-                              f"err {summary['median_boundary_error']}", file=sys.stderr)
+        for values in itertools.product(*TUNING.values()):
+            options = replace(base, **dict(zip(TUNING, values)))
+            summary, _ = run(tune_set, options)
+            grid.append((options, summary))
+            print(" ".join(f"{k} {v}" for k, v in zip(TUNING, values)) + ": "
+                  f"{100 * summary['speech_right']:.1f} % right, found {summary['found']}/{summary['switches']}, "
+                  f"invented {summary['invented']}, err {summary['median_boundary_error']}", file=sys.stderr)
 
         def goodness(item):
             s = item[1]
@@ -332,12 +361,11 @@ def main() -> int:
         rows = []
         for options, summary in grid[:8]:
             check, _ = run(check_set, options)
-            rows.append([options.window_seconds, options.merge_gap, options.switch_penalty,
-                         options.refine] + row(args.tune_on, summary)[3:4] + row("", check)[3:4]
+            rows.append([getattr(options, name) for name in TUNING] + row(args.tune_on, summary)[3:4] + row("", check)[3:4]
                         + [f"{summary['invented_per_minute']:.2f} / {check['invented_per_minute']:.2f}",
                            f"{summary['median_boundary_error'] or 0:.2f} / {check['median_boundary_error'] or 0:.2f}"])
         out += [f"### Tuning on {args.tune_on}, checked on the other set (best 8 of {len(grid)})", "",
-                table(["window s", "merge gap s", "penalty", "second pass", f"right ({args.tune_on})", "right (other)",
+                table([*TUNING, f"right ({args.tune_on})", "right (other)",
                        "invented/min", "median boundary error"], rows), ""]
         results["tuning"] = [{"options": vars(o) if hasattr(o, "__dict__") else str(o), "summary": s}
                              for o, s in grid]

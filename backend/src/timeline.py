@@ -39,11 +39,13 @@ _FLOOR = 1e-4  # probability given to a language a window does not list (log sta
 
 @dataclass(frozen=True)
 class TimelineOptions:
-    window_seconds: float = 3.0  # longest window; longer regions are cut into equal pieces
+    window_seconds: float = 8.0  # longest window; longer regions are cut into equal pieces
     merge_gap: float = 0.2  # speech regions closer than this (s) are one region
-    switch_penalty: float = 4.0  # cost (in log-probability) of changing language between windows
+    switch_penalty: float = 2.0  # cost (in log-probability) of changing language between windows
     reference_seconds: float = 2.0  # a window this long or longer counts fully in the smoothing
     refine: bool = True  # second pass: one detection per run of same-language windows, then smooth again
+    context_seconds: float = 0.0  # a shorter window is detected with the audio around it, up to this long
+    focus_probability: float = 0.4  # only the languages some window names this surely (heard_languages); 1: all
     min_silence_ms: int = 150  # VAD: shortest pause that ends a speech segment
     uncertain_below: float = 0.4  # a segment whose language has a lower probability names none
     confident_probability: float = 0.8  # "confident": probability at least this ...
@@ -56,6 +58,7 @@ class TimelineOptions:
             window_seconds=settings.TIMELINE_WINDOW_SECONDS,
             merge_gap=settings.TIMELINE_MERGE_GAP_SECONDS,
             switch_penalty=settings.TIMELINE_SWITCH_PENALTY,
+            focus_probability=settings.TIMELINE_FOCUS_PROBABILITY,
             uncertain_below=settings.UNCERTAIN_BELOW,
             confident_probability=settings.FINAL_PROBABILITY,
             confident_margin=settings.FINAL_MARGIN,
@@ -114,20 +117,20 @@ class Timeline:
         return [segment.as_dict(top_k) for segment in self.segments]
 
 
-def is_uncertain(probabilities: Probabilities, uncertain_below: float) -> bool:
-    """The rule for "name no language": no candidate, or a top probability under `uncertain_below`."""
+def verdict(probabilities: Probabilities, options: TimelineOptions) -> tuple[bool, bool]:
+    """(named, confident) for a segment's probabilities, its language first: the one place the timeline
+    decides whether a language may be named (not under `uncertain_below`) and whether it is confident
+    (at least `confident_probability`, and `confident_margin` ahead of the best other language)."""
     if not probabilities:
-        return True
+        return False, False
     top = probabilities[0][1]
-    return top is not None and top < uncertain_below
-
-
-def is_confident(probabilities: Probabilities, min_probability: float, min_margin: float) -> bool:
-    if not probabilities or probabilities[0][1] is None:
-        return False
-    top = probabilities[0][1]
-    second = probabilities[1][1] if len(probabilities) > 1 and probabilities[1][1] is not None else 0.0
-    return top >= min_probability and top - second >= min_margin
+    if top is None:  # an engine that names a language without a probability: named, never confident
+        return True, False
+    if top < options.uncertain_below:
+        return False, False
+    others = [p for _, p in probabilities[1:] if p is not None]
+    runner_up = max(others, default=0.0)
+    return True, top >= options.confident_probability and top - runner_up >= options.confident_margin
 
 
 # --- 1-2: regions and windows ------------------------------------------------------------------
@@ -153,6 +156,16 @@ def cut_windows(regions: list[tuple[int, int]], window_seconds: float) -> list[t
         bounds = np.linspace(start, end, count + 1).round().astype(int)
         pieces += [(int(a), int(b), index) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     return pieces
+
+
+def with_context(start: int, end: int, total: int, context_seconds: float) -> tuple[int, int]:
+    """The audio a window is judged on: itself, widened evenly (within the input) to `context_seconds`."""
+    missing = int(context_seconds * SAMPLE_RATE) - (end - start)
+    if missing <= 0:
+        return start, end
+    first = max(0, start - missing // 2)
+    last = min(total, first + (end - start) + missing)
+    return max(0, min(first, last - (end - start) - missing)), last
 
 
 # --- 4: smoothing ------------------------------------------------------------------------------
@@ -222,19 +235,9 @@ def _segment(run: list[Window], label: str, options: TimelineOptions) -> Segment
     # The smoothed label first, whatever the mean says; then the others by mean probability.
     mine = dict(probabilities).get(label, 0.0 if known else None)
     probabilities = [(label, mine)] + [(c, p) for c, p in probabilities if c != label]
-    language: str | None = label
-    if mine is not None and mine < options.uncertain_below:
-        language = None
-    confident = language is not None and _confident_label(probabilities, options)
-    return Segment(run[0].start / SAMPLE_RATE, run[-1].end / SAMPLE_RATE, language, probabilities, confident,
-                   len(run))
-
-
-def _confident_label(probabilities: Probabilities, options: TimelineOptions) -> bool:
-    ordered = sorted(probabilities, key=lambda item: -(item[1] or 0.0))
-    return ordered[0][0] == probabilities[0][0] and is_confident(
-        ordered, options.confident_probability, options.confident_margin
-    )
+    named, confident = verdict(probabilities, options)
+    return Segment(run[0].start / SAMPLE_RATE, run[-1].end / SAMPLE_RATE, label if named else None,
+                   probabilities, confident, len(run))
 
 
 # --- the whole -------------------------------------------------------------------------------
@@ -247,10 +250,10 @@ def window_detections(samples: np.ndarray, detect: Detect, vad: VoiceActivityDet
     """Steps 1-3: the windows of the speech with their detections, and the seconds of speech."""
     speech = vad.find_speech(samples)
     regions = speech_regions(speech.segments, options.merge_gap)
-    windows = [
-        Window(start, end, region, detect(samples[start:end], languages))
-        for start, end, region in cut_windows(regions, options.window_seconds)
-    ]
+    windows = []
+    for start, end, region in cut_windows(regions, options.window_seconds):
+        first, last = with_context(start, end, len(samples), options.context_seconds)
+        windows.append(Window(start, end, region, detect(samples[first:last], languages)))
     return windows, speech.seconds
 
 
@@ -272,9 +275,35 @@ def refine(windows: list[Window], labels: list[str], samples: np.ndarray, detect
     return refined
 
 
+def heard_languages(windows: list[Window], min_probability: float) -> list[str]:
+    """The languages some window names with at least `min_probability`: a conversation uses few
+    languages, and a doubtful window is most likely one of those heard clearly elsewhere."""
+    heard: dict[str, None] = {}
+    for window in windows:
+        if window.probabilities and (window.probabilities[0][1] or 0.0) >= min_probability:
+            heard[window.probabilities[0][0]] = None
+    return list(heard)
+
+
+def _restricted(probabilities: Probabilities, languages: list[str]) -> Probabilities:
+    """Probabilities renormalised over `languages` (as the engines restrict to candidates)."""
+    if any(p is None for _, p in probabilities):
+        return probabilities
+    kept = [(code, p) for code, p in probabilities if code in languages]
+    total = sum(p for _, p in kept)  # type: ignore[misc]
+    if not kept or total <= 0:
+        return [(code, 1.0 / len(languages)) for code in languages]
+    return [(code, p / total) for code, p in kept]  # type: ignore[operator]
+
+
 def build(windows: list[Window], options: TimelineOptions, languages: list[str] | None = None,
           samples: np.ndarray | None = None, detect: Detect | None = None) -> list[Segment]:
     """Steps 4-5 on windows already detected (with the second pass when samples and detect are given)."""
+    if not languages and options.focus_probability < 1.0:
+        heard = heard_languages(windows, options.focus_probability)
+        if heard:
+            languages = heard
+            windows = [replace(w, probabilities=_restricted(w.probabilities, heard)) for w in windows]
     labels = smooth(windows, options.switch_penalty, options.reference_seconds, languages)
     if options.refine and samples is not None and detect is not None:
         windows = refine(windows, labels, samples, detect, languages)

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from audio_tools import clip, encode
+from audio_tools import clip, encode, join_clips
 from conftest import BACKEND_DIR
 
 RATE = 16000
@@ -22,23 +22,7 @@ PAUSE_SECONDS = 0.8
 
 
 def joined() -> tuple[np.ndarray, list[tuple[str, float, float]]]:
-    """The three clips trimmed to their speech, joined with pauses; and (language, start, end) of each."""
-    from src.vad import VoiceActivityDetector
-
-    vad = VoiceActivityDetector()
-    pieces, spans, position = [], [], 0
-    rng = np.random.default_rng(0)
-    for index, (file, language) in enumerate(JOIN):
-        samples = clip(file).samples()
-        speech = vad.find_speech(samples).audio(samples)
-        if index:
-            pause = rng.normal(0, 3e-4, int(PAUSE_SECONDS * RATE)).astype(np.float32)
-            pieces.append(pause)
-            position += len(pause)
-        spans.append((language, position / RATE, (position + len(speech)) / RATE))
-        pieces.append(speech)
-        position += len(speech)
-    return np.concatenate(pieces), spans
+    return join_clips(list(JOIN), PAUSE_SECONDS)
 
 
 def check_timeline(timeline: list[dict], spans: list[tuple[str, float, float]]) -> None:
