@@ -303,12 +303,13 @@ def main() -> int:
             languages = sorted({t[0] for t in conv.turns}) if candidates else None
 
             def detect(audio, langs, _conv=conv):
+                calibrate = processor.confidence.calibrate  # as AudioProcessor.identify_timeline does
                 if not cached:
-                    return processor.engine.detect(audio, langs).probabilities
+                    return calibrate(processor.engine.detect(audio, langs).probabilities)
                 key = (_conv.name, audio.ctypes.data, len(audio))
                 if key not in detect_cache:
                     detect_cache[key] = processor.engine.detect(audio).probabilities
-                return restrict(detect_cache[key], langs)  # as the engine restricts to candidates
+                return calibrate(restrict(detect_cache[key], langs))  # as the engine restricts to candidates
 
             vad_key = (conv.name, "vad", options.min_silence_ms)
             if vad_key not in detect_cache:
@@ -329,8 +330,8 @@ def main() -> int:
             if not cached:  # the reference: each turn detected alone, as if the turns were known
                 turn_labels = []
                 for _, start, end in conv.turns:
-                    found = processor.engine.detect(conv.samples[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)],
-                                                    languages).probabilities
+                    found = processor.confidence.calibrate(processor.engine.detect(
+                        conv.samples[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)], languages).probabilities)
                     turn_labels.append(found[0][0] if tl.verdict(found, options)[0] else None)
             scores.append(score(conv, segments, turn_labels))
             details.append({"name": conv.name, "turns": conv.turns,
@@ -338,7 +339,7 @@ def main() -> int:
         return summarise(scores, cost), details
 
     results: dict = {"settings": {"window_seconds": base.window_seconds, "merge_gap": base.merge_gap,
-                                  "switch_penalty": base.switch_penalty, "uncertain_below": base.uncertain_below}}
+                                  "switch_penalty": base.switch_penalty, "confidence": vars(base.confidence)}}
     out = []
     if args.tune:
         tune_set = sets[args.tune_on]
@@ -381,7 +382,8 @@ def main() -> int:
             rows.append(row(f"{name}, languages given", summary_c))
             results["sets"][name + ", languages given"] = {"summary": summary_c}
     out += [f"## Language timeline — {processor.engine.name}; window {base.window_seconds} s, merge gap "
-            f"{base.merge_gap} s, switch penalty {base.switch_penalty}, uncertain below {base.uncertain_below}", "",
+            f"{base.merge_gap} s, switch penalty {base.switch_penalty}, uncertain below {base.confidence.uncertain_below}, "
+            f"confident from {base.confidence.final_probability}", "",
             table(HEADERS, rows)]
     print("\n".join(out))
     if args.json:

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import audio as audio_codec
 from .audio import SAMPLE_RATE
+from .confidence import ConfidenceRule
 from .engines.base import Engine
 from .protocol import Identification
 from .timeline import Timeline, TimelineOptions
@@ -41,8 +42,10 @@ class AudioProcessor:
         max_queued: int | None = None,
         on_queue_change: Callable[[int], None] | None = None,
         timeline_options: TimelineOptions | None = None,
+        confidence: ConfidenceRule | None = None,
     ) -> None:
         self.engine = engine
+        self.confidence = confidence or ConfidenceRule.default()
         self.max_concurrent_calls = max_concurrent_calls
         self.vad = vad or VoiceActivityDetector()
         self.min_speech_seconds = min_speech_seconds
@@ -69,6 +72,7 @@ class AudioProcessor:
             "gc_after_processing": settings.GC_AFTER_PROCESSING,
             "max_queued": settings.MAX_QUEUED_DETECTIONS,
             "timeline_options": TimelineOptions.from_settings(settings),
+            "confidence": ConfidenceRule.from_settings(settings),
         }
         return cls(create_engine(settings), **(options | overrides))
 
@@ -113,9 +117,9 @@ class AudioProcessor:
             )
         else:
             logger.info(
-                "[%s] Detected %s (%s) in %.3fs on %.2fs of speech",
-                connection_id, result.language, _fmt(result.probabilities), result.processing_time,
-                result.extra["speech_duration"],
+                "[%s] Detected %s (%s%s) in %.3fs on %.2fs of speech",
+                connection_id, result.language or result.reason, _fmt(result.probabilities),
+                ", confident" if result.confident else "", result.processing_time, result.extra["speech_duration"],
             )
         return result
 
@@ -135,13 +139,13 @@ class AudioProcessor:
     def identify_timeline(self, samples: np.ndarray, languages: list[str] | None = None) -> Timeline:
         """Blocking: the language timeline (the command line and the evaluation script call this)."""
         try:
-            return build_timeline(
-                samples, lambda audio, langs: self.engine.detect(audio, langs).probabilities,
-                self.timeline_vad, self.timeline_options, languages,
-            )
+            return build_timeline(samples, self._calibrated, self.timeline_vad, self.timeline_options, languages)
         finally:
             if self.gc_after_processing:
                 gc.collect()
+
+    def _calibrated(self, audio: np.ndarray, languages: list[str] | None) -> list[tuple[str, float | None]]:
+        return self.confidence.calibrate(self.engine.detect(audio, languages).probabilities)
 
     async def _in_slot(self, function: Callable[..., Any], *args: Any, wait: bool = True) -> Any:
         """Run `function(*args)` in a worker thread once an inference slot is free."""
@@ -179,10 +183,12 @@ class AudioProcessor:
     def identify(
         self, samples: np.ndarray, languages: list[str] | None = None, speech: Speech | None = None
     ) -> Identification:
-        """Blocking: find the speech (unless given), then run the engine on it alone.
+        """Blocking: find the speech (unless given), run the engine on it alone, and apply the honesty
+        rule (src/confidence.py: calibrated probabilities, `confident`, `reason: "uncertain"`).
 
-        Without enough speech the result has no probabilities and a `reason` ("no_speech", "too_short").
-        The command line and the evaluation scripts call this directly.
+        Without enough speech the result has no probabilities and a `reason` ("no_speech", "too_short"):
+        non-speech is never named. Every surface (the WebSocket modes, POST /detect, the command line,
+        the evaluation scripts) goes through here, so every answer carries the same verdict.
         """
         duration = len(samples) / SAMPLE_RATE
         if speech is None:
@@ -198,13 +204,16 @@ class AudioProcessor:
             elapsed = time.perf_counter() - started
             if self.gc_after_processing:
                 gc.collect()
+        probabilities, verdict = self.confidence.apply(detection.probabilities)
         return Identification(
-            probabilities=detection.probabilities,
+            probabilities=probabilities,
             processing_time=elapsed,
             audio_duration=duration,
             engine=self.engine.name,
-            reason=None if detection.probabilities else "uncertain",
+            reason=verdict.reason,
             extra=extra,
+            confident=verdict.confident,
+            raw_probabilities=detection.probabilities,
         )
 
 

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             record = {
                 "file": str(path), "language": language, "confidence": top[0][1] if language else None,
-                "reason": result.reason, "top": [{"language": c, "probability": p} for c, p in top],
+                "confident": bool(result.confident and language), "reason": result.reason,
+                "top": [{"language": c, "probability": p} for c, p in top],
                 "audio_duration": round(result.audio_duration, 3),
                 "speech_duration": result.extra.get("speech_duration"),
             }
@@ -86,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                 record["timeline"] = spans.as_list(args.top_k)
             tqdm.write(json.dumps(record), file=sys.stdout)
         else:
-            head = f"{language}\t{language_name(language)}" if language else f"-\t({result.reason})"
+            if language:
+                head = f"{language}\t{language_name(language)}\t{'confident' if result.confident else 'tentative'}"
+            else:
+                head = f"-\t({result.reason})\t-"
             others = ", ".join(f"{c} {p:.2f}" if p is not None else c for c, p in top)
             tqdm.write(f"{path}\t{head}\t{others}", file=sys.stdout)
             for segment in spans.as_list(args.top_k) if spans is not None else []:

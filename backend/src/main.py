@@ -59,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         ),
         allowed_origins=settings.cors_origins,
         api_key=settings.API_KEY,
+        once_quiet_seconds=settings.ONCE_QUIET_SECONDS,
     )
 
     @asynccontextmanager

@@ -33,14 +33,22 @@ class Identification:
     processing_time: float
     audio_duration: float
     engine: str
-    reason: str | None = None  # why there is no language: "too_short", "uncertain", ...
+    reason: str | None = None  # why there is no language: "no_speech", "too_short", "uncertain"
     extra: dict[str, Any] = field(default_factory=dict)
+    confident: bool = False  # the honesty rule's verdict (src/confidence.py)
+    raw_probabilities: list[tuple[str, float | None]] | None = None  # the engine's, before calibration
 
     @property
     def language(self) -> str | None:
+        """The language the answer names: None when there is a reason not to name one."""
         if self.reason is not None or not self.probabilities:
             return None
         return self.probabilities[0][0]
+
+    @property
+    def top_language(self) -> str | None:
+        """The most likely candidate, named or not (for evaluation)."""
+        return self.probabilities[0][0] if self.probabilities else None
 
 
 def timestamp() -> str:
@@ -53,6 +61,7 @@ def answer_data(result: Identification, connection_id: str, top_k: int) -> dict[
         "language": language,
         "language_name": language_name(language) if language else None,
         "confidence": _round(result.probabilities[0][1]) if language else None,
+        "confident": bool(result.confident and language),
         "top": [
             {"language": code, "language_name": language_name(code), "probability": _round(prob)}
             for code, prob in result.probabilities[:top_k]

@@ -1,18 +1,36 @@
-"""Stream mode's rule: when to send a partial answer, and when an answer is final.
+"""Stream mode's rule: when to send a partial answer, and when the answer is final.
 
-- A detection runs once `first_partial_seconds` of speech have arrived, then again whenever
-  `update_seconds` more speech has arrived (speech as counted by the VAD, not bytes or wall time).
-- An answer is *confident* when the top language has probability >= `final_probability` and leads the
-  runner-up by >= `final_margin`, and that holds, for the same language, over `stable_updates`
-  consecutive detections. A confident answer is final at once.
-- Otherwise the answer becomes final when the client sends stop or `max_seconds` of audio have arrived.
-  A final answer with no speech says `no_speech`, with less than `min_speech_seconds` says `too_short`,
-  and with a top probability under `uncertain_below` says `uncertain`: no language rather than a guess.
+Every answer (partial or final) carries the honesty rule's verdict (src/confidence.py): `confident`,
+and no language named under the uncertainty threshold. On top of it, a stream:
+
+- runs a detection once `first_partial_seconds` of speech have arrived, then again whenever
+  `update_seconds` more speech has arrived (speech as counted by the Silero VAD, not bytes or wall
+  time), and as soon as the speaker pauses (so the answer at the end of speech is ready when it is due);
+- ends early when `stable_updates` consecutive detections are confident for the same language
+  (`ended_by: "confident"`);
+- ends at the **end of speech**: once `end_min_speech_seconds` of speech were heard, a pause of
+  `end_silence_seconds` after the last speech ends it (`ended_by: "end_of_speech"`). The pause is the
+  audio after the VAD's last speech segment (the VAD closes a segment after 0.5 s of non-speech and
+  keeps 0.1 s of padding, so it sees pauses of about 0.6 s and more). With less speech than that, a
+  pause of `no_speech_seconds` ends it too (the answer is then `too_short` or rests on that speech);
+- ends with **no speech** after `no_speech_seconds` of audio without any (`ended_by: "no_speech"`);
+- otherwise ends on the client's stop (`stop`), the server's shutdown (`shutdown`) or after
+  `max_seconds` of audio (`max_duration`).
+
+A final answer with no speech says `no_speech`, with less than `min_speech_seconds` says `too_short`.
+
+The pause rule's values were chosen by measurement (scripts/end_of_speech.py on both evaluation sets:
+what each choice costs in top-1, since people pause mid-sentence too, against how long the user waits):
+see the README, "End of speech".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .audio import SAMPLE_RATE
+from .protocol import Identification
+from .vad import Speech
 
 
 @dataclass(frozen=True)
@@ -20,11 +38,17 @@ class StreamPolicy:
     first_partial_seconds: float = 1.0
     update_seconds: float = 1.0
     max_seconds: float = 15.0
-    final_probability: float = 0.8
-    final_margin: float = 0.5
     stable_updates: int = 2
     min_speech_seconds: float = 0.5
-    uncertain_below: float = 0.4
+    end_min_speech_seconds: float = 1.0
+    end_silence_seconds: float = 0.7
+    no_speech_seconds: float = 4.0
+
+
+def pause_seconds(speech: Speech, audio_samples: int) -> float:
+    """Seconds of audio after the last speech (all of it when there is no speech)."""
+    last_end = speech.segments[-1][1] if speech.segments else 0
+    return max(0, audio_samples - last_end) / SAMPLE_RATE
 
 
 class StreamTracker:
@@ -37,23 +61,22 @@ class StreamTracker:
         self._streak_language: str | None = None
         self._streak = 0
 
-    def due(self, speech_seconds: float) -> bool:
-        """Is a new detection worth running on this much speech?"""
+    def due(self, speech_seconds: float, pause: float = 0.0) -> bool:
+        """Is a new detection worth running on this much speech, `pause` seconds after the last of it?"""
+        pausing = pause > 0 and speech_seconds > 0
         if self.detections == 0:
-            return speech_seconds >= self.policy.first_partial_seconds
-        return speech_seconds - self.detected_speech >= self.policy.update_seconds
+            return speech_seconds >= self.policy.first_partial_seconds or (
+                pausing and speech_seconds >= min(self.policy.end_min_speech_seconds, self.policy.first_partial_seconds)
+            )
+        grown = speech_seconds - self.detected_speech
+        return grown >= self.policy.update_seconds or (pausing and grown > 0.05)
 
-    def update(self, probabilities: list[tuple[str, float | None]], speech_seconds: float) -> bool:
-        """Record a detection; True when the answer is confident (and so final)."""
+    def update(self, result: Identification, speech_seconds: float) -> bool:
+        """Record a detection; True when the stream's answer is confident (and so final)."""
         self.detections += 1
         self.detected_speech = speech_seconds
-        if not probabilities or probabilities[0][1] is None:
-            self._streak_language, self._streak = None, 0
-            return False
-        language, top = probabilities[0]
-        runner_up = probabilities[1][1] if len(probabilities) > 1 and probabilities[1][1] is not None else 0.0
-        strong = top >= self.policy.final_probability and top - runner_up >= self.policy.final_margin
-        if not strong:
+        language = result.language
+        if not result.confident or language is None:
             self._streak_language, self._streak = None, 0
         elif language == self._streak_language:
             self._streak += 1
@@ -61,15 +84,22 @@ class StreamTracker:
             self._streak_language, self._streak = language, 1
         return self._streak >= self.policy.stable_updates
 
-    def no_language_reason(self, probabilities: list[tuple[str, float | None]], speech_seconds: float) -> str | None:
-        """Why a final answer should name no language, or None if it may name one."""
+    def ending(self, speech: Speech, audio_samples: int) -> str | None:
+        """`end_of_speech` or `no_speech` when the speaker's pause ends the stream, else None."""
+        heard = speech.seconds
+        pause = pause_seconds(speech, audio_samples)
+        policy = self.policy
+        if heard == 0:
+            return "no_speech" if 0 < policy.no_speech_seconds <= pause else None
+        if policy.end_silence_seconds <= 0:  # end of speech turned off
+            return None
+        needed = policy.end_silence_seconds if heard >= policy.end_min_speech_seconds else policy.no_speech_seconds
+        return "end_of_speech" if 0 < needed <= pause else None
+
+    def no_language_reason(self, speech_seconds: float) -> str | None:
+        """Why a final answer must name no language for lack of speech, or None."""
         if speech_seconds <= 0:
             return "no_speech"
         if speech_seconds < self.policy.min_speech_seconds:
             return "too_short"
-        if not probabilities:
-            return "uncertain"
-        top = probabilities[0][1]
-        if top is not None and top < self.policy.uncertain_below:
-            return "uncertain"
         return None

@@ -9,8 +9,9 @@
    by the window's length, short windows saying less), and changing language costs `switch_penalty`,
    so that one doubtful window does not make a switch.
 5. Consecutive windows of the same language in the same region become a segment; its probabilities are
-   the windows' length-weighted mean. A segment whose language's probability falls under the
-   uncertain rule names no language (`reason: "uncertain"`) rather than guess.
+   the windows' length-weighted mean (of calibrated probabilities). The honesty rule every answer follows
+   (src/confidence.py) judges it: under UNCERTAIN_BELOW it names no language (`reason: "uncertain"`)
+   rather than guess; `confident` as for any answer.
 
 The defaults were chosen with scripts/evaluate_timeline.py (see the README's "Language timeline").
 """
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .audio import SAMPLE_RATE
+from .confidence import ConfidenceRule
 from .languages import language_name
 from .vad import VoiceActivityDetector
 
@@ -47,9 +49,8 @@ class TimelineOptions:
     context_seconds: float = 0.0  # a shorter window is detected with the audio around it, up to this long
     focus_probability: float = 0.4  # only the languages some window names this surely (heard_languages); 1: all
     min_silence_ms: int = 150  # VAD: shortest pause that ends a speech segment
-    uncertain_below: float = 0.4  # a segment whose language has a lower probability names none
-    confident_probability: float = 0.8  # "confident": probability at least this ...
-    confident_margin: float = 0.5  # ... and this far ahead of the runner-up
+    # The honesty rule (src/confidence.py): when a segment may name its language, and when it is confident.
+    confidence: ConfidenceRule = field(default_factory=ConfidenceRule.default)
     top_k: int = 3  # candidates listed per segment
 
     @classmethod
@@ -59,9 +60,7 @@ class TimelineOptions:
             merge_gap=settings.TIMELINE_MERGE_GAP_SECONDS,
             switch_penalty=settings.TIMELINE_SWITCH_PENALTY,
             focus_probability=settings.TIMELINE_FOCUS_PROBABILITY,
-            uncertain_below=settings.UNCERTAIN_BELOW,
-            confident_probability=settings.FINAL_PROBABILITY,
-            confident_margin=settings.FINAL_MARGIN,
+            confidence=ConfidenceRule.from_settings(settings),
         )
 
 
@@ -118,19 +117,10 @@ class Timeline:
 
 
 def verdict(probabilities: Probabilities, options: TimelineOptions) -> tuple[bool, bool]:
-    """(named, confident) for a segment's probabilities, its language first: the one place the timeline
-    decides whether a language may be named (not under `uncertain_below`) and whether it is confident
-    (at least `confident_probability`, and `confident_margin` ahead of the best other language)."""
-    if not probabilities:
-        return False, False
-    top = probabilities[0][1]
-    if top is None:  # an engine that names a language without a probability: named, never confident
-        return True, False
-    if top < options.uncertain_below:
-        return False, False
-    others = [p for _, p in probabilities[1:] if p is not None]
-    runner_up = max(others, default=0.0)
-    return True, top >= options.confident_probability and top - runner_up >= options.confident_margin
+    """(named, confident) for a segment's probabilities, its language first, by the honesty rule that
+    every answer follows (src/confidence.py)."""
+    judged = options.confidence.verdict(probabilities)
+    return judged.reason is None, judged.confident
 
 
 # --- 1-2: regions and windows ------------------------------------------------------------------

@@ -1,79 +1,41 @@
-"""WebSocketManager: talks to one client per connection on /ws.
+"""WebSocketManager: admits each client on /ws and hands it to its mode's session.
 
 Two modes (see README, "WebSocket protocol"):
-- once (the original design): buffer binary frames of audio until MIN_AUDIO_SIZE bytes (20 KB), identify
-  the language, send one answer, close. `{"type": "stop"}` asks for the answer on what has arrived so far.
-- stream (`?mode=stream` or a first frame `{"type": "start", "mode": "stream"}`): partial answers as speech
-  arrives, then a final one, by the rule in streaming.py.
+- once (the original design, once_session.py): one answer at MIN_AUDIO_SIZE bytes (20 KB), on stop, or
+  after a quiet spell;
+- stream (`?mode=stream` or a first frame `{"type": "start", "mode": "stream"}`, stream_session.py):
+  partial answers as speech arrives, then a final one, by the rule in streaming.py.
 
 Every connection is checked on arrival (origin, API key, connection limit) and bounded while it lasts
 (bytes, seconds of audio, frame size, idle time); each refusal is an error message and a close code.
+What the sessions share (limits, errors, receiving, detections, answers) is in session.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass, replace
-from typing import Any
 
-import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from . import protocol
 from .access import origin_allowed, presented_key, token_matches
-from .audio import SAMPLE_RATE, AudioDecodeError, AudioIncomplete, AudioStream
-from .audio_processor import AudioProcessor, Busy
-from .engines.base import EngineError
+from .audio import AudioDecodeError, AudioStream
+from .audio_processor import AudioProcessor
 from .metrics import ServerMetrics
-from .protocol import ClientMessage, ConnectionOptions, Identification, ProtocolError
-from .streaming import StreamPolicy, StreamTracker
+from .once_session import OnceSession
+from .protocol import ClientMessage, ConnectionOptions, ProtocolError
+from .session import (  # noqa: F401 (Limits and the close codes are imported from here by main.py and tests)
+    CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN_LATER, CLOSE_UNSUPPORTED_DATA, ClientError, Limits, SessionContext, receive,
+)
+from .stream_session import StreamSession
+from .streaming import StreamPolicy
 
 logger = logging.getLogger(__name__)
-
-# RFC 6455 close codes
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
-
-# In stream mode, decode and look for speech again once about this much new audio has arrived.
-ANALYSIS_STEP_SECONDS = 0.25
-
-SHUTDOWN = object()  # what _receive returns once the server is draining
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_connections: int = 64
-    max_bytes: int = 10 * 1024 * 1024
-    max_audio_seconds: float = 120.0
-    max_frame_bytes: int = 1024 * 1024
-    idle_timeout: float = 30.0
-
-
-class ClientError(Exception):
-    """Ends a connection with an error message to the client and a close code.
-
-    `kind` names the error in /metrics; `rejection` marks refusals by a limit or an access rule.
-    """
-
-    def __init__(
-        self, message: str, close_code: int = CLOSE_UNSUPPORTED_DATA, kind: str = "bad_input",
-        rejection: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.close_code = close_code
-        self.kind = kind
-        self.rejection = rejection
 
 
 class WebSocketManager:
@@ -88,6 +50,7 @@ class WebSocketManager:
         limits: Limits | None = None,
         allowed_origins: list[str] | None = None,
         api_key: str = "",
+        once_quiet_seconds: float = 2.0,
     ) -> None:
         self.audio_processor = audio_processor
         self.metrics = metrics
@@ -97,7 +60,9 @@ class WebSocketManager:
         self.limits = limits or Limits()
         self.allowed_origins = allowed_origins if allowed_origins is not None else ["*"]
         self.api_key = api_key
+        self.once_quiet_seconds = once_quiet_seconds
         self._shutdown = asyncio.Event()
+        self._context = SessionContext(audio_processor, metrics, self.limits, self._shutdown, top_k)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -167,7 +132,7 @@ class WebSocketManager:
             options = ConnectionOptions().merged(dict(websocket.query_params))
         except ProtocolError as exc:
             raise ClientError(str(exc), kind="bad_message") from None
-        first = await self._receive(websocket)
+        first = await receive(websocket, self.limits, self._shutdown)
         if isinstance(first, ClientMessage) and first.type == "start":
             try:
                 options = options.merged(first.body)
@@ -182,256 +147,12 @@ class WebSocketManager:
             "[%s] Mode %s, format %s, candidates %s",
             connection_id, options.mode, options.format or "container", ",".join(options.languages or []) or "all",
         )
+        args = (self._context, websocket, connection_id, options, stream)
         if options.mode == "stream":
-            await self._stream(websocket, connection_id, options, stream, first)
+            session = StreamSession(*args, policy=self.stream_policy)
         else:
-            await self._answer_once(websocket, connection_id, options, stream, first)
-
-    async def _receive(self, websocket: WebSocket) -> bytes | ClientMessage | object:
-        """The next frame (audio bytes or a checked client message), or SHUTDOWN once draining."""
-        if self._shutdown.is_set():
-            return SHUTDOWN
-        receive = asyncio.ensure_future(websocket.receive())
-        shutdown = asyncio.ensure_future(self._shutdown.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {receive, shutdown}, timeout=self.limits.idle_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            shutdown.cancel()
-            if not receive.done():
-                receive.cancel()
-        if receive not in done:
-            if shutdown in done:
-                return SHUTDOWN
-            raise ClientError(
-                f"nothing received for {self.limits.idle_timeout:g} s", CLOSE_POLICY_VIOLATION, "idle", True
-            )
-        message = receive.result()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", CLOSE_NORMAL))
-        if message.get("bytes") is not None:
-            data = message["bytes"]
-            if len(data) > self.limits.max_frame_bytes:
-                raise ClientError(
-                    f"a frame of {len(data)} bytes is larger than the limit of {self.limits.max_frame_bytes}",
-                    CLOSE_TOO_BIG, "too_large", True,
-                )
-            return data
-        text = message.get("text") or ""
-        if len(text) > 65536:
-            raise ClientError("text frames are control messages of at most 64 KB", CLOSE_TOO_BIG, "too_large", True)
-        try:
-            return protocol.parse_client_message(text)
-        except ProtocolError as exc:
-            raise ClientError(str(exc), kind="bad_message") from None
-
-    def _feed(self, stream: AudioStream, data: bytes) -> None:
-        if stream.bytes_received + len(data) > self.limits.max_bytes:
-            raise ClientError(
-                f"more than {self.limits.max_bytes} bytes of audio on one connection", CLOSE_TOO_BIG, "too_large", True
-            )
-        try:
-            stream.feed(data)
-        except AudioDecodeError as exc:
-            raise ClientError(str(exc), kind="bad_audio") from None
-
-    @staticmethod
-    def _check_end_of_audio(message: ClientMessage | object, stream: AudioStream) -> None:
-        """A stop (or the server's shutdown) asks for the answer now: there must be audio to answer on."""
-        if message is not SHUTDOWN and message.type != "stop":  # type: ignore[attr-defined]
-            raise ClientError("a start message must be the first message of a connection", kind="bad_message")
-        if stream.bytes_received == 0:
-            if message is SHUTDOWN:
-                raise ClientError("the server is shutting down", CLOSE_GOING_AWAY, "shutting_down", True)
-            raise ClientError("no audio received before stop", kind="bad_message")
-
-    async def _samples(self, stream: AudioStream, *, final: bool) -> np.ndarray:
-        """The stream's audio so far (AudioIncomplete passes through; other failures end the connection)."""
-        try:
-            samples = await asyncio.to_thread(stream.samples, final=final)
-        except AudioIncomplete:
-            if final:
-                raise ClientError("the audio ended before it could be decoded", kind="bad_audio") from None
-            raise
-        except AudioDecodeError as exc:
-            raise ClientError(str(exc), kind="bad_audio") from None
-        if len(samples) > self.limits.max_audio_seconds * SAMPLE_RATE:
-            raise ClientError(
-                f"more than {self.limits.max_audio_seconds:g} s of audio on one connection",
-                CLOSE_TOO_BIG, "too_large", True,
-            )
-        return samples
-
-    # --- once: the original one-answer protocol ----------------------------------------------------
-
-    async def _answer_once(
-        self,
-        websocket: WebSocket,
-        connection_id: str,
-        options: ConnectionOptions,
-        stream: AudioStream,
-        first: bytes | ClientMessage | None,
-    ) -> None:
-        while True:
-            message = first if first is not None else await self._receive(websocket)
-            first = None
-            if isinstance(message, bytes):
-                if not message:
-                    continue
-                self._feed(stream, message)
-                if stream.bytes_received < self.min_audio_size:
-                    continue
-                final = False
-            else:
-                self._check_end_of_audio(message, stream)
-                final = True
-            asked_at = time.perf_counter()
-            try:
-                samples = await self._samples(stream, final=final)
-            except AudioIncomplete as exc:
-                logger.debug("[%s] %s; buffering more", connection_id, exc)
-                continue
-            result = await self._identify(samples, connection_id, options, final=True)
-            data = self._data(result, connection_id, options, final=True)
-            await self._send_final(websocket, connection_id, data, asked_at)
-            return
-
-    # --- stream: partial answers, then a final one -------------------------------------------------
-
-    async def _stream(
-        self,
-        websocket: WebSocket,
-        connection_id: str,
-        options: ConnectionOptions,
-        stream: AudioStream,
-        first: bytes | ClientMessage | None,
-    ) -> None:
-        policy = self.stream_policy
-        tracker = StreamTracker(policy)
-        wake = asyncio.Event()
-        state: dict[str, Any] = {"stop": None, "stop_at": 0.0}
-
-        async def receive_loop() -> None:
-            message = first
-            while True:
-                if message is None:
-                    message = await self._receive(websocket)
-                if isinstance(message, bytes):
-                    if message:
-                        self._feed(stream, message)
-                        wake.set()
-                else:
-                    self._check_end_of_audio(message, stream)
-                    state["stop"] = "shutdown" if message is SHUTDOWN else "stop"
-                    state["stop_at"] = time.perf_counter()
-                    wake.set()
-                    return
-                message = None
-
-        async def analysis_loop() -> None:
-            last: Identification | None = None
-            while True:
-                await wake.wait()
-                wake.clear()
-                ended_by = state["stop"]
-                if ended_by is None and stream.new_seconds() < ANALYSIS_STEP_SECONDS:
-                    continue
-                asked_at = state["stop_at"] if ended_by else time.perf_counter()
-                try:
-                    samples = await self._samples(stream, final=ended_by is not None)
-                except AudioIncomplete:
-                    continue
-                max_samples = int(policy.max_seconds * SAMPLE_RATE)
-                if len(samples) >= max_samples:
-                    samples, ended_by = samples[:max_samples], ended_by or "max_duration"
-                speech = await self.audio_processor.find_speech(samples)
-                if ended_by is not None:
-                    result = last
-                    if result is None or speech.seconds - tracker.detected_speech > 0.05:
-                        result = await self._identify(samples, connection_id, options, speech, final=True)
-                    reason = result.reason or tracker.no_language_reason(result.probabilities, speech.seconds)
-                    result = replace(result, reason=reason, audio_duration=len(samples) / SAMPLE_RATE)
-                    await self._finish(websocket, connection_id, options, result, ended_by, asked_at)
-                    return
-                if not tracker.due(speech.seconds):
-                    continue
-                partial = await self._identify(samples, connection_id, options, speech, final=False)
-                if partial is None:  # busy: skip this partial answer rather than queue it
-                    continue
-                last = partial
-                if tracker.update(last.probabilities, speech.seconds):
-                    await self._finish(websocket, connection_id, options, last, "confident", asked_at)
-                    return
-                data = self._data(last, connection_id, options, final=False)
-                await websocket.send_json(protocol.partial(data, connection_id))
-                wake.set()  # audio that arrived during the detection may already be due
-
-        receiver = asyncio.create_task(receive_loop())
-        analysis = asyncio.create_task(analysis_loop())
-        try:
-            done, _ = await asyncio.wait({receiver, analysis}, return_when=asyncio.FIRST_COMPLETED)
-            if analysis not in done and receiver.exception() is not None:
-                raise receiver.exception()  # the client left or broke a rule: no answer is owed any more
-            await analysis
-        finally:
-            for task in (receiver, analysis):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-
-    async def _finish(
-        self, websocket: WebSocket, connection_id: str, options: ConnectionOptions, result: Identification,
-        ended_by: str, asked_at: float,
-    ) -> None:
-        data = self._data(result, connection_id, options, final=True)
-        data["ended_by"] = ended_by
-        await self._send_final(websocket, connection_id, data, asked_at)
-
-    # --- shared ------------------------------------------------------------------------------------
-
-    async def _identify(
-        self, samples: np.ndarray, connection_id: str, options: ConnectionOptions, speech: Any = None,
-        *, final: bool,
-    ) -> Identification | None:
-        """Run a detection; None for a partial one skipped because every inference slot is taken (partials
-        never queue: the final answers waiting behind them would be late)."""
-        if not final and self.audio_processor.saturated:
-            logger.debug("[%s] Busy: partial answer skipped", connection_id)
-            return None
-        self.metrics.detection_started()
-        processing_time = None
-        try:
-            result = await self.audio_processor.process_audio(
-                samples, connection_id, options.languages, speech, wait=final
-            )
-            processing_time = result.processing_time if result.probabilities else None
-            return result
-        except Busy as exc:
-            if not final:
-                logger.info("[%s] Busy: partial answer skipped", connection_id)
-                return None
-            raise ClientError(str(exc), CLOSE_TRY_AGAIN_LATER, "busy", True) from None
-        except EngineError as exc:
-            raise ClientError(str(exc), CLOSE_INTERNAL_ERROR, "engine") from None
-        finally:
-            self.metrics.detection_finished(processing_time)
-
-    def _data(self, result: Identification, connection_id: str, options: ConnectionOptions, *, final: bool) -> dict:
-        data = protocol.answer_data(result, connection_id, options.top_k or self.top_k)
-        data["final"] = final
-        if options.languages:
-            data["candidates"] = options.languages
-        return data
-
-    async def _send_final(self, websocket: WebSocket, connection_id: str, data: dict, asked_at: float) -> None:
-        await websocket.send_json(protocol.success(data, connection_id))
-        self.metrics.answered(data["language"], data.get("reason"), time.perf_counter() - asked_at)
-        logger.info(
-            "[%s] Final answer %s%s", connection_id, data["language"] or data.get("reason"),
-            f" (ended by {data['ended_by']})" if "ended_by" in data else "",
-        )
-        await websocket.close(CLOSE_NORMAL)
+            session = OnceSession(*args, min_audio_size=self.min_audio_size, quiet_seconds=self.once_quiet_seconds)
+        await session.run(first)
 
     async def _close_with_error(self, websocket: WebSocket, connection_id: str, message: str, code: int) -> None:
         if websocket.client_state != WebSocketState.CONNECTED:

@@ -29,15 +29,29 @@ def eval_dir() -> Path:
     return path
 
 
+def eval_more_dir() -> Path:
+    """The second evaluation set: $LANGSHAZAM_EVAL_MORE_DIR, else `eval-more` beside the first set."""
+    path = Path(os.environ.get("LANGSHAZAM_EVAL_MORE_DIR", eval_dir().parent / "eval-more"))
+    if not (path / "manifest.csv").is_file():
+        pytest.fail(
+            f"the second evaluation set is missing: no manifest.csv in {path}. It lives in ../shared/eval-more "
+            "beside the project; set LANGSHAZAM_EVAL_MORE_DIR to point elsewhere.",
+            pytrace=False,
+        )
+    return path
+
+
 @dataclass(frozen=True)
 class Clip:
     file: str
-    lang: str
+    lang: str  # ISO 639-1; "zxx" no speech; "a+b" two languages in one recording
     seconds: float
+    kind: str = "speech"  # speech, speech_unverified, code_switch, non_speech (eval-more's kinds)
+    base: Path | None = None  # the set's directory (None: the first set)
 
     @property
     def path(self) -> Path:
-        return eval_dir() / "clips" / self.file
+        return (self.base or eval_dir()) / "clips" / self.file
 
     def samples(self) -> np.ndarray:
         from src.audio import decode
@@ -48,6 +62,14 @@ class Clip:
 def manifest() -> list[Clip]:
     with open(eval_dir() / "manifest.csv", newline="") as handle:
         return [Clip(row["file"], row["lang"], float(row["seconds"])) for row in csv.DictReader(handle)]
+
+
+def more_manifest() -> list[Clip]:
+    """The second evaluation set's clips, with their kind."""
+    base = eval_more_dir()
+    with open(base / "manifest.csv", newline="") as handle:
+        return [Clip(row["file"], row["lang"], float(row["seconds"]), row["kind"], base)
+                for row in csv.DictReader(handle)]
 
 
 def clip(file: str) -> Clip:

@@ -1,25 +1,54 @@
-"""Accuracy guard: the embedded engine, through the AudioProcessor (VAD + engine, as the server runs it), on
-every clip of the dev set (66 clips, 22 languages; ~10 s).
+"""Accuracy guard that holds on every CPU: the embedded engine through the AudioProcessor (VAD + engine, as
+the server runs it) on both evaluation sets, judged against stock faster-whisper run in the same test.
 
-Floors are a few points under what was measured (scripts/evaluate.py, the same procedure): top-1 77.3 %
-(51/66), top-3 87.9 % (58/66), top-1 among 5 candidates including the right one 97.0 % (64/66). Stock
-faster-whisper `detect_language` gets 69.7 % / 86.4 % here. If a change to the detection raises these,
-raise the floors with it.
+Why relative: CTranslate2 runs int8 through MKL on Intel and through oneDNN on AMD, and the two round
+differently: dev-set top-1 moves by ~5 points between them (and the order flips on other data). A fixed floor
+a few points under one machine's figure fails on the other. So:
+
+- On the dev set (66 clips), LangShazam's top-1 is compared with stock `decode_audio` + `detect_language`
+  (30 s window, no VAD) on the same clips, same model, same backend: a regression in our detection shows as
+  falling behind stock; the backend moves both. Margin: 3 clips (4.5 points), about the spread of
+  LangShazam-minus-stock measured over the two backends.
+- Over both sets' speech (66 + 97 clips), top-1 has an absolute floor of 72 %: about 2 standard errors (of a
+  163-clip share, ~3.2 points) under the lower of the two backends' figures (79.1 % oneDNN, 81.0 % MKL).
+- The honesty rule: confident answers are nearly always right on each set and cover at least half of the
+  speech; non-speech is never named; a language the model does not know (Kinyarwanda) is never confident.
+
+Measured (scripts/evaluate.py; 2 cores; `CT2_USE_MKL=0` oneDNN / `=1` MKL): see README, "Accuracy".
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import pytest
 
-from audio_tools import manifest
+from audio_tools import Clip, manifest, more_manifest
 
-TOP1_FLOOR = 0.73
-TOP3_FLOOR = 0.83
-CANDIDATES5_FLOOR = 0.93
 N_CANDIDATES = 5
 SEED = 0  # the candidate draw, as scripts/evaluate.py --seed 0
+BEHIND_STOCK_MAX = 3  # dev-set clips LangShazam may get wrong beyond stock's
+POOLED_TOP1_FLOOR = 0.72
+TOP3_FLOOR = 0.83
+CANDIDATES5_FLOOR = 0.93
+CONFIDENT_PRECISION_FLOOR = 0.95  # per set
+CONFIDENT_SHARE_FLOOR = 0.45  # per set, of the speech clips
+SPEECH_KINDS = ("speech", "speech_unverified")
+
+
+@dataclass
+class Row:
+    clip: Clip
+    set: str
+    codes: list[str]  # LangShazam's candidates, most likely first
+    result: object  # the Identification
+    among_candidates: list[str] | None = None
+    stock: str | None = None  # stock faster-whisper's top-1 (dev set only)
+
+    @property
+    def right(self) -> bool:
+        return bool(self.codes) and self.codes[0] in self.clip.lang.split("+")
 
 
 def candidates_for(file: str, lang: str, languages: list[str]) -> list[str]:
@@ -31,55 +60,101 @@ def candidates_for(file: str, lang: str, languages: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def results(model_cache):
+    from faster_whisper.audio import decode_audio
+
     from src.audio_processor import AudioProcessor
     from src.config.settings import load_settings
 
     settings = load_settings(MODEL_CACHE_DIR=str(model_cache), ENGINE="local", WHISPER_MODEL="")
     processor = AudioProcessor.from_settings(settings)
     processor.load()
-    clips = manifest()
-    languages = sorted({item.lang for item in clips})
+    dev = manifest()
+    languages = sorted({item.lang for item in dev})
     rows = []
     try:
-        for item in clips:
+        for item in dev:
             samples = item.samples()
             full = processor.identify(samples)
             with_candidates = processor.identify(samples, languages=candidates_for(item.file, item.lang, languages))
-            rows.append((item, [code for code, _ in full.probabilities],
-                         [code for code, _ in with_candidates.probabilities]))
+            stock, _, _ = processor.engine.model.detect_language(decode_audio(str(item.path)))
+            rows.append(Row(item, "eval", [c for c, _ in full.probabilities], full,
+                            [c for c, _ in with_candidates.probabilities], stock))
+        for item in more_manifest():
+            result = processor.identify(item.samples())
+            rows.append(Row(item, "eval-more", [c for c, _ in result.probabilities], result))
     finally:
         processor.close()
     return rows
 
 
-def _report(rows, k: int, with_candidates: bool = False) -> tuple[float, list[str]]:
-    """Share of clips whose language is in the top k answers, and the clips where it is not."""
-    right, wrong = 0, []
-    for item, full, among_candidates in rows:
-        codes = among_candidates if with_candidates else full
-        if item.lang in codes[:k]:
-            right += 1
-        else:
-            wrong.append(f"{item.file}->{codes[0] if codes else 'none'}")
-    return right / len(rows), wrong
+def confident(result) -> bool:
+    return bool(result.confident)
 
 
-def test_dev_set_is_complete(results):
-    assert len(results) >= 60, f"only {len(results)} clips in the dev set"
+def named(result) -> bool:
+    return result.language is not None
 
 
-def test_top1_accuracy(results):
-    rate, wrong = _report(results, 1)
-    assert rate >= TOP1_FLOOR, f"top-1 {rate:.1%} < {TOP1_FLOOR:.0%}; wrong: {', '.join(wrong)}"
+def speech_rows(rows, which: str | None = None) -> list[Row]:
+    return [r for r in rows if r.clip.kind in SPEECH_KINDS and (which is None or r.set == which)]
 
 
-def test_top3_accuracy(results):
-    rate, wrong = _report(results, 3)
-    assert rate >= TOP3_FLOOR, f"top-3 {rate:.1%} < {TOP3_FLOOR:.0%}; not in top 3: {', '.join(wrong)}"
+def test_sets_are_complete(results):
+    assert len(speech_rows(results, "eval")) >= 60, "the dev set has fewer than 60 clips"
+    assert len(speech_rows(results, "eval-more")) >= 90, "eval-more has fewer than 90 speech clips"
 
 
-def test_accuracy_among_five_candidates(results):
-    rate, wrong = _report(results, 1, with_candidates=True)
+def test_dev_top1_keeps_up_with_stock_whisper_on_this_backend(results):
+    dev = speech_rows(results, "eval")
+    ours = sum(r.right for r in dev)
+    stock = sum(r.stock == r.clip.lang for r in dev)
+    lost = [f"{r.clip.file}->{r.codes[0] if r.codes else 'none'}" for r in dev if r.stock == r.clip.lang and not r.right]
+    assert ours >= stock - BEHIND_STOCK_MAX, (
+        f"top-1 {ours}/{len(dev)} vs stock faster-whisper {stock}/{len(dev)} on the same clips and backend; "
+        f"right for stock, wrong for us: {', '.join(lost)}"
+    )
+
+
+def test_top1_over_both_sets(results):
+    rows = speech_rows(results)
+    rate = sum(r.right for r in rows) / len(rows)
+    wrong = [f"{r.clip.file}->{r.codes[0] if r.codes else 'none'}" for r in rows if not r.right]
+    assert rate >= POOLED_TOP1_FLOOR, f"top-1 {rate:.1%} < {POOLED_TOP1_FLOOR:.0%} on {len(rows)} clips; wrong: {', '.join(wrong)}"
+
+
+def test_dev_top3(results):
+    dev = speech_rows(results, "eval")
+    rate = sum(r.clip.lang in r.codes[:3] for r in dev) / len(dev)
+    assert rate >= TOP3_FLOOR, f"top-3 {rate:.1%} < {TOP3_FLOOR:.0%}"
+
+
+def test_dev_accuracy_among_five_candidates(results):
+    dev = speech_rows(results, "eval")
+    wrong = [f"{r.clip.file}->{r.among_candidates[0]}" for r in dev if r.among_candidates[0] != r.clip.lang]
+    rate = 1 - len(wrong) / len(dev)
     assert rate >= CANDIDATES5_FLOOR, (
         f"top-1 among {N_CANDIDATES} candidates {rate:.1%} < {CANDIDATES5_FLOOR:.0%}; wrong: {', '.join(wrong)}"
     )
+
+
+@pytest.mark.parametrize("which", ["eval", "eval-more"])
+def test_confident_answers_are_right(results, which):
+    rows = speech_rows(results, which)
+    sure = [r for r in rows if confident(r.result)]
+    wrong = [f"{r.clip.file}->{r.codes[0]}" for r in sure if not r.right]
+    assert len(sure) >= CONFIDENT_SHARE_FLOOR * len(rows), f"only {len(sure)}/{len(rows)} answers confident"
+    assert 1 - len(wrong) / len(sure) >= CONFIDENT_PRECISION_FLOOR, (
+        f"{len(wrong)} of {len(sure)} confident answers wrong: {', '.join(wrong)}"
+    )
+
+
+def test_non_speech_is_never_named(results):
+    noise = [r for r in results if r.clip.kind == "non_speech"]
+    assert noise, "eval-more has no non_speech clips"
+    assert not [r.clip.file for r in noise if named(r.result)], "a language was named for non-speech"
+
+
+def test_a_language_the_model_does_not_know_is_not_confident(results):
+    unknown = [r for r in results if r.clip.lang == "rw"]  # Kinyarwanda: not among Whisper's languages
+    assert unknown, "eval-more has no Kinyarwanda clips"
+    assert not [r.clip.file for r in unknown if confident(r.result)]

@@ -53,3 +53,18 @@ def test_engine_error_reaches_the_caller(engine):
 
     with pytest.raises(EngineError):
         engine.detect(clip("pt_cv_1.mp3").samples()[:0])
+
+
+def test_long_speech_costs_a_bounded_window(engine):
+    """A detection looks at the first `max_seconds` of audio only: a 40 s input gets the same window as a
+    12 s one (and the same answer as its first 12 s), a short one the minimum window."""
+    import numpy as np
+
+    speech = clip("es_cv_3.mp3").samples()
+    long = np.concatenate([speech] * (int(40 * 16000 / len(speech)) + 1))[: 40 * 16000]
+    assert engine.features(long).shape[1] == int(engine.max_seconds * 100) == 1200
+    assert engine.features(speech[: 3 * 16000]).shape[1] == int(engine.window_seconds * 100)
+    capped = engine.detect(long).probabilities
+    first = engine.detect(long[: int(engine.max_seconds * 16000)]).probabilities
+    assert capped[0][0] == first[0][0] == "es"
+    assert capped[0][1] == pytest.approx(first[0][1], abs=1e-4)

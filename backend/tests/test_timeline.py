@@ -91,12 +91,13 @@ def _window(start: float, end: float, probabilities):
 
 
 def test_one_doubtful_window_makes_no_switch():
+    from src.confidence import ConfidenceRule
     from src.timeline import TimelineOptions, build
 
     sure_en = [("en", 0.95), ("de", 0.03)]
     doubt_de = [("de", 0.55), ("en", 0.35)]
     sure_de = [("de", 0.96), ("en", 0.02)]
-    options = TimelineOptions(switch_penalty=2.0)
+    options = TimelineOptions(switch_penalty=2.0, confidence=ConfidenceRule(final_probability=0.85, uncertain_below=0.5))
     windows = [_window(0, 3, sure_en), _window(3, 6, sure_en), _window(6, 9, doubt_de), _window(9, 12, sure_en)]
     segments = build(windows, options)
     assert [(s.language, s.start, s.end) for s in segments] == [("en", 0.0, 12.0)]
@@ -112,10 +113,11 @@ def test_one_doubtful_window_makes_no_switch():
 
 
 def test_uncertain_segment_names_no_language():
+    from src.confidence import ConfidenceRule
     from src.timeline import TimelineOptions, build
 
     flat = [("it", 0.3), ("es", 0.28), ("pt", 0.25)]
-    segments = build([_window(0, 2, flat)], TimelineOptions(uncertain_below=0.4))
+    segments = build([_window(0, 2, flat)], TimelineOptions(confidence=ConfidenceRule(uncertain_below=0.4)))
     data = segments[0].as_dict(3)
     assert data["language"] is None and data["reason"] == "uncertain" and data["confident"] is False
     assert [t["language"] for t in data["top"]] == ["it", "es", "pt"]

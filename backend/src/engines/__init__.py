@@ -26,6 +26,7 @@ def create_engine(settings: Settings) -> Engine:
         compute_type=settings.WHISPER_COMPUTE_TYPE,
         cpu_threads=settings.WHISPER_CPU_THREADS,
         window_seconds=settings.DETECTION_WINDOW_SECONDS,
+        max_seconds=settings.DETECTION_MAX_SECONDS,
         max_batch=settings.BATCH_MAX_SIZE,
     )
 

@@ -1,0 +1,112 @@
+"""Mode `stream`: partial answers while speech arrives, then a final one, by the rule in streaming.py
+(confident early, end of speech, no speech, stop, shutdown, max duration).
+
+Two tasks per connection: one receives frames and feeds the decoder, the other analyses the audio
+whenever about ANALYSIS_STEP_SECONDS of it has arrived (decode, VAD, maybe a detection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import replace
+
+from . import protocol
+from .audio import SAMPLE_RATE, AudioIncomplete
+from .protocol import ClientMessage, Identification
+from .session import SHUTDOWN, Session
+from .streaming import StreamPolicy, StreamTracker, pause_seconds
+
+logger = logging.getLogger(__name__)
+
+# Decode and look for speech again once about this much new audio has arrived.
+ANALYSIS_STEP_SECONDS = 0.25
+
+
+class StreamSession(Session):
+    def __init__(self, *args, policy: StreamPolicy | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy = policy or StreamPolicy()
+        self.tracker = StreamTracker(self.policy)
+        self._wake = asyncio.Event()
+        self._stop: str | None = None  # "stop" or "shutdown" once the client or the server asked
+        self._stop_at = 0.0
+
+    async def run(self, first: bytes | ClientMessage | None) -> None:
+        receiver = asyncio.create_task(self._receive_loop(first))
+        analysis = asyncio.create_task(self._analysis_loop())
+        try:
+            done, _ = await asyncio.wait({receiver, analysis}, return_when=asyncio.FIRST_COMPLETED)
+            if analysis not in done and receiver.exception() is not None:
+                raise receiver.exception()  # the client left or broke a rule: no answer is owed any more
+            await analysis
+        finally:
+            for task in (receiver, analysis):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _receive_loop(self, first: bytes | ClientMessage | None) -> None:
+        message = first
+        while True:
+            if message is None:
+                message = await self.receive()
+            if isinstance(message, bytes):
+                if message:
+                    self.feed(message)
+                    self._wake.set()
+            else:
+                self.check_end_of_audio(message)
+                self._stop = "shutdown" if message is SHUTDOWN else "stop"
+                self._stop_at = time.perf_counter()
+                self._wake.set()
+                return
+            message = None
+
+    async def _analysis_loop(self) -> None:
+        policy, tracker = self.policy, self.tracker
+        last: Identification | None = None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            ended_by = self._stop
+            if ended_by is None and self.stream.new_seconds() < ANALYSIS_STEP_SECONDS:
+                continue
+            asked_at = self._stop_at if ended_by else time.perf_counter()
+            try:
+                samples = await self.samples(final=ended_by is not None)
+            except AudioIncomplete:
+                continue
+            max_samples = int(policy.max_seconds * SAMPLE_RATE)
+            if len(samples) >= max_samples:
+                samples, ended_by = samples[:max_samples], ended_by or "max_duration"
+            speech = await self.context.audio_processor.find_speech(samples)
+            ended_by = ended_by or tracker.ending(speech, len(samples))
+            if ended_by is not None:
+                result = last
+                if result is None or speech.seconds - tracker.detected_speech > 0.05:
+                    result = await self.identify(samples, speech, final=True)
+                assert result is not None
+                reason = tracker.no_language_reason(speech.seconds) or result.reason
+                confident = result.confident and reason is None
+                result = replace(result, reason=reason, confident=confident, audio_duration=len(samples) / SAMPLE_RATE)
+                await self._finish(result, ended_by, asked_at)
+                return
+            if not tracker.due(speech.seconds, pause_seconds(speech, len(samples))):
+                continue
+            partial = await self.identify(samples, speech, final=False)
+            if partial is None:  # busy: skip this partial answer rather than queue it
+                continue
+            last = partial
+            if tracker.update(last, speech.seconds):
+                await self._finish(last, "confident", asked_at)
+                return
+            await self.websocket.send_json(protocol.partial(self.data(last, final=False), self.connection_id))
+            self._wake.set()  # audio that arrived during the detection may already be due
+
+    async def _finish(self, result: Identification, ended_by: str, asked_at: float) -> None:
+        data = self.data(result, final=True)
+        data["ended_by"] = ended_by
+        await self.send_final(data, asked_at)
