@@ -6,6 +6,7 @@ const ui = {
   listen: $("listen"), status: $("status"), level: $("level"), guess: $("guess"),
   guessLabel: $("guess-label"), guessName: $("guess-name"), guessConfidence: $("guess-confidence"),
   bars: $("bars"), limit: $("limit"), langs: $("langs"), server: $("server"),
+  continuous: $("continuous"), timeline: $("timeline"),
 };
 
 const REASONS = {
@@ -60,7 +61,28 @@ function micMessage(err) {
   }
 }
 
+// Continuous mode: one coloured span per utterance, its width its length in time.
+function renderTimeline(segments) {
+  // One hue per language, in order of appearance, a golden angle apart: always distinct side by side.
+  const order = [...new Set(segments.map((segment) => segment.language).filter(Boolean))];
+  const hue = (code) => Math.round((210 + order.indexOf(code) * 137.508) % 360);
+  ui.timeline.hidden = !segments.length;
+  ui.timeline.replaceChildren(...segments.map((segment) => {
+    const li = document.createElement("li");
+    li.dataset.language = segment.language || "";
+    li.className = segment.language ? "span" : "span span-unknown";
+    if (segment.language) li.style.setProperty("--hue", hue(segment.language));
+    li.style.flexGrow = String(Math.max(0.3, segment.end - segment.start));
+    const name = segment.language ? segment.language_name : "Not sure";
+    li.textContent = name;
+    li.title = `${name}, ${segment.start.toFixed(1)}–${segment.end.toFixed(1)} s`;
+    return li;
+  }));
+}
+
 function clearResult() {
+  ui.timeline.hidden = true;
+  ui.timeline.replaceChildren();
   ui.guess.hidden = true;
   delete ui.guess.dataset.language;
   ui.bars.replaceChildren();
@@ -143,7 +165,7 @@ function fail(s, message) {
 }
 
 async function start() {
-  const s = (session = { done: false, opened: false });
+  const s = (session = { done: false, opened: false, continuous: ui.continuous.checked, segments: [] });
   clearResult();
   setState("starting");
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || !window.MediaRecorder) {
@@ -174,7 +196,7 @@ async function start() {
   }
   s.ws.onopen = () => {
     s.opened = true;
-    s.ws.send(JSON.stringify({ type: "start", mode: "stream", ...(languages && { languages }) }));
+    s.ws.send(JSON.stringify({ type: "start", mode: s.continuous ? "continuous" : "stream", ...(languages && { languages }) }));
     const mimeType = MIME_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
     s.recorder = new MediaRecorder(s.stream, mimeType ? { mimeType } : undefined);
     s.recorder.ondataavailable = (event) => {
@@ -186,7 +208,7 @@ async function start() {
     };
     s.recorder.start(250);
     setState("listening");
-    say("Listening… speak now.");
+    say(s.continuous ? "Listening… speak, switch languages, press Stop when done." : "Listening… speak now.");
   };
   s.ws.onmessage = (event) => {
     if (session !== s) return;
@@ -198,6 +220,18 @@ async function start() {
     }
     if (message.status === "partial") {
       showAnswer(message.data, false);
+    } else if (message.status === "segment") {
+      s.segments.push(message.data);
+      renderTimeline(s.segments);
+      showAnswer(message.data, false);
+      ui.guessLabel.textContent = "Last said";
+    } else if (message.status === "success" && s.continuous) {
+      renderTimeline(message.data.segments || []);
+      renderBars([]);
+      ui.guess.hidden = true;
+      const spoken = (message.data.languages || []).map((item) => `${item.language_name} (${item.seconds.toFixed(1)} s)`);
+      say(spoken.length ? `Languages spoken: ${spoken.join(", ")}.` : (REASONS[message.data.reason] || ["", "No answer."])[1]);
+      end(s, "done");
     } else if (message.status === "success") {
       showAnswer(message.data, true);
       end(s, "done");
