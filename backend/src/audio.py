@@ -175,8 +175,10 @@ class AudioStream:
                 self._pcm_parts.clear()
             return self._samples
         if self._decoded_bytes != self.bytes_received or (final and self._samples.size == 0):
+            # Runs in a worker thread while feed() may add bytes: count only those that were decoded.
+            received = self.bytes_received
             self._samples = decode(bytes(self._data), final=final)
-            self._decoded_bytes = self.bytes_received
+            self._decoded_bytes = received
         return self._samples
 
 

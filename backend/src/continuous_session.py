@@ -123,6 +123,15 @@ class ContinuousSession(Session):
                 ended_by = "max_duration"
             tail = samples[offset:]
             speech = await processor.find_speech(tail)
+            # Audio that came faster than real time may hold whole utterances already: each ends as the
+            # pause rule would have ended it live.
+            while (ended := earlier_utterance(tracker, speech)) is not None:
+                head, cut = ended
+                await self._utterance(tail[:cut], head, offset, tracker, last, "end_of_speech")
+                offset += cut
+                tail = tail[cut:]
+                speech = Speech([(start - cut, end - cut) for start, end in speech.segments[len(head.segments):]])
+                tracker, last = StreamTracker(policy), None
             ending = tracker.ending(speech, len(tail))
             if len(tail) >= policy.max_seconds * SAMPLE_RATE and speech.segments:
                 ending = "max_duration"  # a long utterance is cut here
@@ -179,6 +188,16 @@ class ContinuousSession(Session):
     async def _summary(self, ended_by: str, samples: int, asked_at: float) -> None:
         await self.send_final(summary(self.segments, ended_by, samples / SAMPLE_RATE, self.connection_id,
                                       self.options.languages), asked_at)
+
+
+def earlier_utterance(tracker: StreamTracker, speech: Speech) -> tuple[Speech, int] | None:
+    """The first utterance that the pause rule ends before the last speech segment begins: its speech
+    and the sample where it ends; None if there is none."""
+    for index in range(len(speech.segments) - 1):
+        head = Speech(speech.segments[: index + 1])
+        if tracker.ending(head, speech.segments[index + 1][0]) == "end_of_speech":
+            return head, speech.segments[index][1]
+    return None
 
 
 def summary(segments: list[dict], ended_by: str, audio_duration: float, connection_id: str,

@@ -61,3 +61,19 @@ def test_continuous_bad_audio(server):
     result = exchange(server.ws, b"\x00\x01garbage" * 500,
                       texts_before=[json.dumps({"type": "start", "mode": "continuous"})])
     assert result.last["status"] == "error" and result.close_code == 1003, result.messages
+
+
+def test_continuous_ends_with_a_summary_at_the_audio_limit(make_server):
+    srv = make_server({"MAX_AUDIO_SECONDS": "8"})
+    samples, spans = join_clips(JOIN, PAUSE_SECONDS)  # ~20 s: over the limit
+    result = exchange(srv.ws + "?mode=continuous", encode(samples, "wav"), stop=False, timeout=60)
+    assert result.close_code == 1000, result.messages
+    data = result.last["data"]
+    assert result.last["status"] == "success" and data["ended_by"] == "max_duration", result.messages
+    assert data["audio_duration"] == pytest.approx(8.0, abs=0.01)
+    # Audio sent at once: the utterances within the limit, ended as the pause rule would have ended them
+    # live (Spanish), and the last one cut at the limit (German).
+    segments = [m["data"] for m in result.messages if m["status"] == "segment"]
+    assert [(s["language"], s["ended_by"]) for s in segments] == [("es", "end_of_speech"), ("de", "max_duration")]
+    assert segments[0]["end"] == pytest.approx(spans[0][2], abs=0.5) and segments[1]["end"] <= 8.0
+    assert [s["language"] for s in data["segments"]] == ["es", "de"] and data["language"] == "es"
