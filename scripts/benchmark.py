@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speed of LangShazam: in-process detection against stock faster-whisper, then a real server streaming.
 
-    python scripts/benchmark.py [--quick] [--manifest PATH ...] [--json PATH] [--no-server]
+    python scripts/benchmark.py [--quick] [--manifest PATH ...] [--json PATH] [--no-server] [--only-eos]
 
 From the repository root (it finds backend/ itself). Settings come from the environment / `.env` as for the
 server (MODEL_CACHE_DIR, WHISPER_CPU_THREADS, ...). The manifests (file, lang, seconds[, kind]; clips in
@@ -23,6 +23,13 @@ server (MODEL_CACHE_DIR, WHISPER_CPU_THREADS, ...). The manifests (file, lang, s
      owed, time to final after stop, detections per second (/metrics total_requests delta), server CPU;
    - server RSS after start-up, after the run, and its peak (sampled).
    The server is always stopped at the end (SIGTERM, then kill), even on error or Ctrl-C.
+3. End of speech, on a second server whose streams end only on the speaker's pause (FINAL_STABLE_UPDATES
+   very high): >= 20 clips encoded to webm/opus as MediaRecorder streams them (one chunk per 250 ms of
+   audio, sent when those 250 ms have been "recorded"), then 3 s of quiet-room noise, never a stop:
+   end of speech (Silero VAD, no padding) to the final answer, p50 / p95; speech start to the first
+   partial answer; and silent streams: start to the `no_speech` final. `--only-eos` runs only this part.
+4. Decoding a 120 s real-time stream per analysis step, whole-buffer (before) against incremental, and
+   the decoding CPU of one long stream (scripts/benchmark_decoding.py; `--no-decoding` skips it).
 
 Default run ≤ 10 minutes; `--quick` about 2 minutes (one clip per language, one pass, fewer streams).
 """
@@ -264,11 +271,12 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self) -> None:
+    def __init__(self, extra_env: dict | None = None) -> None:
         self.port = free_port()
         self.log_path = Path(tempfile.mkstemp(prefix=f"langshazam-bench-{self.port}-", suffix=".log")[1])
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ENGINE"))}
         env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"})
+        env.update(extra_env or {})
         self._log_file = open(self.log_path, "wb")
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
@@ -521,6 +529,173 @@ def interesting_log_lines(text: str, limit: int = 12) -> list[str]:
     return keep[:limit]
 
 
+# --- part 3: end of speech ----------------------------------------------------------------------------
+
+EOS_TRAILING_SECONDS = 3.0  # silence (a quiet room: -60 dBFS noise) streamed after each clip
+NO_SPEECH_STREAM_SECONDS = 10.0
+
+
+@dataclass
+class EosResult:
+    clip: Clip | None
+    speech_start: float | None
+    speech_end: float | None
+    first_partial: float | None = None  # s after speech started (as the speaker speaks)
+    final: float | None = None  # s after speech ended (negative: before it ended)
+    final_from_start: float | None = None  # s after the stream started
+    ended_by: str | None = None
+    language: str | None = None
+    reason: str | None = None
+    confident: bool | None = None
+    audio_duration: float | None = None
+    error: str | None = None
+
+
+async def stream_realtime(url: str, chunks: list[bytes], timeout: float) -> tuple[list[tuple[float, dict]], float, str | None]:
+    """Send chunks as a MediaRecorder does (chunk i, holding audio [i, i+1) x 250 ms, at (i+1) x 250 ms),
+    never stop; collect the answers with their times (s after the stream's audio started)."""
+    import websockets
+    from websockets.asyncio.client import connect
+
+    loop = asyncio.get_running_loop()
+    messages: list[tuple[float, dict]] = []
+    error = None
+    try:
+        async with connect(url, max_size=None, open_timeout=10, close_timeout=5) as ws:
+            t0 = loop.time()
+
+            async def receive() -> None:
+                try:
+                    async for message in ws:
+                        messages.append((loop.time() - t0, json.loads(message)))
+                except websockets.ConnectionClosed:
+                    pass
+
+            receiver = asyncio.create_task(receive())
+            try:
+                for i, chunk in enumerate(chunks):
+                    await asyncio.sleep(max(0.0, t0 + (i + 1) * CHUNK_SECONDS - loop.time()))
+                    if receiver.done():
+                        break
+                    await ws.send(chunk)
+            except websockets.ConnectionClosed:
+                pass
+            try:
+                await asyncio.wait_for(receiver, timeout)
+            except asyncio.TimeoutError:
+                error = f"no final answer {timeout:.0f}s after the audio ended"
+    except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    return messages, CHUNK_SECONDS, error
+
+
+def _eos_result(clip, speech_start, speech_end, messages, error) -> EosResult:
+    out = EosResult(clip, speech_start, speech_end, error=error)
+    for at, msg in messages:
+        if msg.get("status") == "partial" and out.first_partial is None and speech_start is not None:
+            out.first_partial = at - speech_start
+        if msg.get("status") == "success":
+            data = msg["data"]
+            out.ended_by, out.language, out.reason = data.get("ended_by"), data.get("language"), data.get("reason")
+            out.confident, out.audio_duration = data.get("confident"), data.get("audio_duration")
+            out.final_from_start = at
+            if speech_end is not None:
+                out.final = at - speech_end
+        if msg.get("status") == "error" and out.error is None:
+            out.error = msg.get("message")
+    return out
+
+
+def bench_end_of_speech(clips: list[Clip], n: int, silence_runs: int, deadline: float) -> dict:
+    """A server whose streams end only on a pause (FINAL_STABLE_UPDATES very high), clips in real time."""
+    from audio_tools import encode_chunks
+    from src.audio import decode
+    from src.vad import VoiceActivityDetector
+
+    vad = VoiceActivityDetector(pad_ms=0)  # where the speech really starts and ends
+    rng = np.random.default_rng(0)
+    items = []
+    for clip in round_robin(clips, n):
+        samples = decode(clip.path.read_bytes())
+        segments = vad.find_speech(samples).segments
+        if not segments:
+            continue
+        tail = rng.normal(0, 0.001, int(EOS_TRAILING_SECONDS * SAMPLE_RATE)).astype(np.float32)
+        chunks = encode_chunks(np.concatenate([samples, tail]), CHUNK_SECONDS)
+        items.append((clip, segments[0][0] / SAMPLE_RATE, segments[-1][1] / SAMPLE_RATE, chunks))
+    silence = encode_chunks(rng.normal(0, 0.001, int(NO_SPEECH_STREAM_SECONDS * SAMPLE_RATE)).astype(np.float32))
+
+    server = ServerProcess({"FINAL_STABLE_UPDATES": "1000"})
+    log(f"end of speech: server on 127.0.0.1:{server.port}, {len(items)} clips + {silence_runs} silent streams")
+    results: list[EosResult] = []
+    silent: list[EosResult] = []
+    skipped = 0
+    try:
+        server.wait_ready()
+        url = f"ws://127.0.0.1:{server.port}/ws?mode=stream"
+
+        async def run() -> None:
+            nonlocal skipped
+            for clip, start, end, chunks in items:
+                if time.monotonic() > deadline:
+                    skipped += 1
+                    continue
+                messages, _, error = await stream_realtime(url, chunks, timeout=20)
+                result = _eos_result(clip, start, end, messages, error)
+                results.append(result)
+                log(f"eos {clip.file}: speech ends {end:.2f}s, final +{result.final}, {result.ended_by}")
+            for _ in range(silence_runs):
+                messages, _, error = await stream_realtime(url, silence, timeout=20)
+                silent.append(_eos_result(None, None, None, messages, error))
+
+        asyncio.run(run())
+    finally:
+        server.stop()
+    return {"results": results, "silent": silent, "skipped": skipped}
+
+
+def report_end_of_speech(eos: dict, out: list) -> dict:
+    results: list[EosResult] = eos["results"]
+    by_pause = [r for r in results if r.ended_by == "end_of_speech" and r.final is not None]
+    finals = [r.final for r in by_pause]
+    firsts = [r.first_partial for r in results if r.first_partial is not None]
+    silent = eos["silent"]
+    no_speech = [r.final_from_start for r in silent if r.ended_by == "no_speech"]
+    right = sum(r.language == r.clip.lang for r in results)
+    named = sum(r.language is not None for r in results)
+    out += ["", f"### End of speech (real server, {len(results)} clips of {len({r.clip.lang for r in results})} "
+            f"languages, webm/opus in {int(CHUNK_SECONDS * 1000)} ms chunks in real time as MediaRecorder sends them, "
+            f"then {EOS_TRAILING_SECONDS:g} s of quiet room noise; no stop)", "",
+            "The server ran with FINAL_STABLE_UPDATES=1000 so that every stream ends on the speaker's pause "
+            "(the default also ends early when two detections are confident). Speech start and end: Silero VAD "
+            "without padding on the clip. Each chunk is sent when its 250 ms have been \"recorded\".", "",
+            table(["", "median", "p95", "n"], [
+                ["end of speech to final answer", ms(med(finals)), ms(p95(finals)), len(finals)],
+                ["speech start to first partial answer", ms(med(firsts)), ms(p95(firsts)), len(firsts)],
+                ["silent stream: start to `no_speech` final", ms(med(no_speech)), ms(p95(no_speech)), len(no_speech)],
+            ]), "",
+            "Ended by: " + ", ".join(f"{k} {sum(r.ended_by == k for r in results)}"
+                                      for k in sorted({str(r.ended_by) for r in results}))
+            + f"; language named {named}/{len(results)}, right {right}/{len(results)}, confident "
+            f"{sum(bool(r.confident) for r in results)}; silent streams ended by "
+            + ", ".join(sorted(str(r.ended_by) for r in silent))
+            + (f"; errors: {[r.error for r in results + silent if r.error]}" if any(r.error for r in results + silent) else "")
+            + (f"; {eos['skipped']} clips skipped (time budget)" if eos["skipped"] else ""),
+            "", table(["clip", "speech", "first partial", "final after end of speech", "ended by", "answer", "confident"], [
+                [r.clip.file, f"{r.speech_start:.2f}–{r.speech_end:.2f} s",
+                 ms(r.first_partial if r.first_partial is not None else float("nan")),
+                 ms(r.final if r.final is not None else float("nan")), r.ended_by,
+                 r.language or r.reason or r.error, r.confident] for r in results])]
+    return {
+        "end_of_speech_to_final_median": med(finals), "end_of_speech_to_final_p95": p95(finals), "n": len(finals),
+        "first_partial_median": med(firsts), "first_partial_p95": p95(firsts),
+        "no_speech_median": med(no_speech), "no_speech_max": max(no_speech) if no_speech else None,
+        "clips": [{"file": r.clip.file, "speech_end": r.speech_end, "final": r.final, "first_partial": r.first_partial,
+                   "ended_by": r.ended_by, "language": r.language, "reason": r.reason, "error": r.error}
+                  for r in results],
+    }
+
+
 # --- main ----------------------------------------------------------------------------------------------
 
 def main() -> int:
@@ -533,6 +708,9 @@ def main() -> int:
     parser.add_argument("--levels", default="1,4,16", help="concurrent streams to try, comma-separated")
     parser.add_argument("--budget", type=float, default=None, help="minutes before remaining parts are skipped (9; quick 2)")
     parser.add_argument("--no-server", action="store_true", help="only the in-process part")
+    parser.add_argument("--eos-clips", type=int, default=None, help="clips for the end-of-speech part (24; quick 20)")
+    parser.add_argument("--only-eos", action="store_true", help="only the end-of-speech part")
+    parser.add_argument("--no-decoding", action="store_true", help="skip the stream-decoding part (benchmark_decoding.py)")
     parser.add_argument("--json", type=Path, default=None, help="dump the figures to this JSON file")
     args = parser.parse_args()
     passes = args.passes or (1 if args.quick else 3)
@@ -566,6 +744,16 @@ def main() -> int:
     if load_now > 0.5 * (info.get("nproc") or 1):
         out.append(f"\n**Warning: the machine was busy at start (load {load_now:.1f} on {info.get('nproc')} cores): "
                    "timings are inflated and noisy.**")
+
+    eos_n = args.eos_clips or (20 if args.quick else 24)
+    if args.only_eos:
+        eos = bench_end_of_speech(speech_clips, eos_n, 3, deadline)
+        results = {"machine": info, "end_of_speech": report_end_of_speech(eos, out)}
+        out += ["", f"Whole run: {time.monotonic() - t_start:.0f} s."]
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=1, default=str))
+        return 0
 
     # 1. In process.
     t1 = time.monotonic()
@@ -702,6 +890,19 @@ def main() -> int:
             clean = "Finished server process" in server.log()
             log(f"server stopped (exit code {code}{', after a graceful shutdown' if clean else ''}); "
                 f"log kept at {server.log_path}")
+
+    if not args.no_server:
+        # 3. End of speech, on its own server (its streams end only on a pause).
+        t3 = time.monotonic()
+        eos = bench_end_of_speech(speech_clips, eos_n, 3, deadline=max(deadline, time.monotonic() + 300))
+        results["end_of_speech"] = report_end_of_speech(eos, out)
+        out += ["", f"End-of-speech part: {time.monotonic() - t3:.0f} s."]
+    if not args.no_decoding:  # 4. Decoding a long real-time stream, before / after incremental decoding.
+        import benchmark_decoding
+
+        log("decoding: a 120 s stream, step by step")
+        results["decoding"] = benchmark_decoding.measure(speech_clips, 120.0)
+        out += ["", *benchmark_decoding.report(results["decoding"])]
 
     try:
         end_load = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -27,12 +27,20 @@ whose path is printed. With --url it uses a running server (127.0.0.1 / localhos
    a short clip (< 20 KB of webm) in one frame, then {"type": "stop"}; answers owed / received / errors,
    time to answer p50/p95, server RSS before and after (psutil on the pid of a server started here, else
    /metrics memory_usage_mb) and its growth.
-3. At the end, GET /metrics: active_connections and active_processes must be back to 0.
+3. Long streams: --long concurrent streams (default 20) of --long-seconds of audio each (default 120), in
+   real time in 250 ms chunks, then stop: the worst case for decoding and memory, each stream holding
+   up to two minutes of audio. Each stream is one language's clips joined and repeated to that length.
+   A server started here for this phase runs apart, with STREAM_MAX_SECONDS=min(120, length),
+   FINAL_PROBABILITY=1.0 (so that no stream ends early, confident) and MAX_AUDIO_SECONDS above the
+   length; with --url the running server's own settings decide when streams end. Figures: answers
+   owed / final / lost, time to answer after stop p50/p95, server CPU (cores, and per stream), and server
+   RSS at the start, at its peak (sampled every 0.5 s) and at the end.
+4. At the end, GET /metrics: active_connections and active_processes must be back to 0.
 
 Prints the machine and a markdown table of every figure; --json PATH saves them. Exit status 1 when an
 answer was lost or the active counters did not return to 0 (2 when the test could not run), else 0.
 Targets (2-core machine): 20 streaming clients for 60 s with 0 lost and p95 time to answer <= 3 s; RSS growth
-after 1,000 one-shot connections <= 50 MB. `--quick`: 4 clients x 15 s, soak 100.
+after 1,000 one-shot connections <= 50 MB. `--quick`: 4 clients x 15 s, soak 100, 4 long streams of 30 s.
 """
 
 from __future__ import annotations
@@ -173,6 +181,53 @@ def load_clips(eval_dir: Path) -> list[Clip]:
     if not clips:
         raise SystemExit(f"no clip of {manifest} found in {eval_dir / 'clips'}")
     return clips
+
+
+def long_clips(eval_dir: Path, count: int, seconds: float) -> list[Clip]:
+    """`count` streams of `seconds` each: one language's clips joined, repeated to that length, as webm/opus."""
+    import av
+    import numpy as np
+
+    by_lang: dict[str, list[Path]] = {}
+    with open(eval_dir / "manifest.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            path = eval_dir / "clips" / row["file"]
+            if path.is_file():
+                by_lang.setdefault(row["lang"], []).append(path)
+    languages = sorted(by_lang)
+    out: list[Clip] = []
+    for number in range(count):
+        lang = languages[number % len(languages)]
+        parts = []
+        for path in by_lang[lang]:
+            with av.open(str(path)) as source:
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
+                frames = [f for frame in source.decode(audio=0) for f in resampler.resample(frame)]
+                frames += resampler.resample(None)
+                parts.append(np.concatenate([f.to_ndarray().reshape(-1) for f in frames]))
+        joined = np.concatenate(parts)
+        samples = np.tile(joined, int(np.ceil(seconds * 16000 / len(joined))))[: int(seconds * 16000)]
+        webm, length = samples_to_webm(samples)
+        out.append(Clip(f"{lang} × {seconds:g} s", lang, length, webm))
+    return out
+
+
+def samples_to_webm(samples) -> tuple[bytes, float]:  # noqa: ANN001 (numpy array)
+    import av
+
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="webm") as target:
+        stream = target.add_stream("libopus", rate=48000, layout="mono")
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=48000)
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = 16000
+        for resampled in resampler.resample(frame) + resampler.resample(None):
+            resampled.pts = None
+            for packet in stream.encode(resampled):
+                target.mux(packet)
+        for packet in stream.encode(None):
+            target.mux(packet)
+    return out.getvalue(), len(samples) / 16000
 
 
 # --- the server ---------------------------------------------------------------------------------------
@@ -616,6 +671,83 @@ async def soak_phase(server: ServerHandle, clips: list[Clip], count: int, answer
     return result
 
 
+class RssPeak:
+    """Samples the server's RSS every `every` seconds while a phase runs."""
+
+    def __init__(self, server: ServerHandle, every: float = 0.5) -> None:
+        self.server = server
+        self.every = every
+        self.values: list[float] = []
+        self.source = ""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            value, self.source = await asyncio.to_thread(self.server.rss_mb)
+            if value is not None:
+                self.values.append(value)
+            try:
+                await asyncio.wait_for(stop.wait(), self.every)
+            except asyncio.TimeoutError:
+                pass
+
+
+async def long_phase(server: ServerHandle, clips: list[Clip], answer_timeout: float) -> dict:
+    url = server.ws + "/ws?mode=stream"
+    started = time.monotonic()
+    hard_deadline = started + STAGGER_SECONDS + max(c.seconds for c in clips) + answer_timeout + 30
+    rss_start, rss_source = await asyncio.to_thread(server.rss_mb)
+    before = await asyncio.to_thread(server.metrics)
+    cpu = CpuAccount(server)
+
+    async def client(number: int, clip: Clip) -> Outcome:
+        await asyncio.sleep(STAGGER_SECONDS * number / len(clips))
+        return await one_connection(url, clip, stream=True, answer_timeout=answer_timeout)
+
+    stop = asyncio.Event()
+    sampler, rss = Sampler(server), RssPeak(server)
+    sampling = [asyncio.create_task(sampler.run(stop)), asyncio.create_task(rss.run(stop))]
+    tasks = [asyncio.create_task(client(n, clip)) for n, clip in enumerate(clips)]
+    done, pending = await asyncio.wait(tasks, timeout=hard_deadline - time.monotonic())
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    outcomes = [t.result() for t in done if t.exception() is None]
+    for task in done:
+        if task.exception() is not None:
+            log(f"a long stream failed: {task.exception()!r}")
+    elapsed = time.monotonic() - started
+    cpu_figures = cpu.summary()
+    stop.set()
+    await asyncio.gather(*sampling)
+    rss_end, _ = await asyncio.to_thread(server.rss_mb)
+    after = await asyncio.to_thread(server.metrics)
+    result = summarize(outcomes)
+    result.update({
+        "streams": len(clips), "stream_seconds": round(max(c.seconds for c in clips), 1),
+        "elapsed_s": round(elapsed, 1), "streams_cut_off": len(pending),
+        "server_detections": after["total_requests"] - before["total_requests"],
+        "server_errors": after["errors"] - before["errors"],
+        "rss_source": rss_source,
+        "rss_start_mb": round(rss_start, 1) if rss_start is not None else None,
+        "rss_peak_mb": round(max(rss.values), 1) if rss.values else None,
+        "rss_end_mb": round(rss_end, 1) if rss_end is not None else None,
+    })
+    result.update(sampler.summary())
+    result.update(cpu_figures)
+    if "server_cores" in result:
+        result["server_cores_per_stream"] = round(result["server_cores"] / len(clips), 3)
+    skipped = server.log_count("partial answer skipped")
+    if skipped is not None:
+        result["partials_skipped_busy"] = skipped
+    return result
+
+
+def long_server_env(extra_env: dict[str, str], seconds: float) -> dict[str, str]:
+    """Settings under which a stream lasts all its `seconds` (never final early, never over the limit)."""
+    return {**extra_env, "STREAM_MAX_SECONDS": f"{min(120.0, seconds):g}", "FINAL_PROBABILITY": "1.0",
+            "MAX_AUDIO_SECONDS": f"{seconds + 30:g}"}
+
+
 async def counters_at_rest(server: ServerHandle, wait: float = 10.0) -> dict:
     deadline = time.monotonic() + wait
     while True:
@@ -707,6 +839,30 @@ def report(info: dict, figures: dict) -> str:
             f"≤ {TARGET_RSS_GROWTH_MB:g} MB {ok(growth is not None and growth <= TARGET_RSS_GROWTH_MB)}")
         add("soak: " + cpu_row(soak), cpu_value(soak))
         add("soak: RSS trend (connections: MB)", ", ".join(f"{n}: {v}" for n, v in soak["rss_trend_mb"]))
+    long = figures.get("long")
+    if long:
+        add("**long streams** streams × length", f"{long['streams']} × {long['stream_seconds']:g} s in real time "
+            f"(ran {long['elapsed_s']} s{', ' + str(long['streams_cut_off']) + ' cut off' if long['streams_cut_off'] else ''})")
+        add("long: answers owed / final / error", f"{long['answers_owed']} / {long['final_answers']} / {long['error_answers']}")
+        for message, n in long["errors_by_message"].items():
+            add(f"long: error «{message[:80]}»", n)
+        lost = long["lost"] + long["timed_out"]
+        add("long: LOST", f"{long['lost']} closed + {long['timed_out']} timed out", f"0 {ok(lost == 0)}")
+        add("long: finals ended by", ", ".join(f"{k} {v}" for k, v in sorted(long["ended_by"].items())))
+        add("long: accuracy (correct / final answers)", pct(long["correct_language"], long["final_answers"]))
+        add("long: time to answer p50 / p95 / max",
+            f"{secs(long['time_to_answer_p50'])} / {secs(long['time_to_answer_p95'])} / {secs(long['time_to_answer_max'])}")
+        add("long: partial answers (skipped by the server when busy)",
+            f"{long['partial_answers']} ({long.get('partials_skipped_busy', 'n/a')})")
+        add("long: " + cpu_row(long), cpu_value(long))
+        if "server_cores_per_stream" in long:
+            add("long: server cores per stream", long["server_cores_per_stream"])
+        add(f"long: server RSS start / peak / end ({long['rss_source']})",
+            f"{long['rss_start_mb']} / {long['rss_peak_mb']} / {long['rss_end_mb']} MB")
+        end = long.get("metrics_end", {})
+        rest = end.get("active_connections") == 0 and end.get("active_processes") == 0
+        add("long: /metrics active_connections / active_processes at the end",
+            f"{end.get('active_connections')} / {end.get('active_processes')}", f"0 / 0 {ok(rest)}")
     if final:
         rest = final.get("active_connections") == 0 and final.get("active_processes") == 0
         add("end: /metrics active_connections / active_processes",
@@ -737,7 +893,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, help="concurrent streaming clients (default 20; --quick 4)")
     parser.add_argument("--duration", type=float, help="seconds of load (default 60; --quick 15)")
     parser.add_argument("--soak", type=int, help="sequential one-shot connections (default 1000; --quick 100)")
-    parser.add_argument("--quick", action="store_true", help="a small run: 4 clients × 15 s, soak 100")
+    parser.add_argument("--long", type=int, help="concurrent long streams (default 20; --quick 4)")
+    parser.add_argument("--long-seconds", type=float, help="length of each long stream (default 120; --quick 30)")
+    parser.add_argument("--quick", action="store_true", help="a small run: 4 clients × 15 s, soak 100, 4 long streams of 30 s")
     parser.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL_DIR,
                         help=f"manifest.csv + clips/ (default {DEFAULT_EVAL_DIR})")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
@@ -750,8 +908,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.clients = args.clients if args.clients is not None else (4 if quick else 20)
     args.duration = args.duration if args.duration is not None else (15.0 if quick else 60.0)
     args.soak = args.soak if args.soak is not None else (100 if quick else 1000)
+    args.long = args.long if args.long is not None else (4 if quick else 20)
+    args.long_seconds = args.long_seconds if args.long_seconds is not None else (30.0 if quick else 120.0)
     if args.clients < 0 or args.duration < 0 or args.soak < 0 or args.clients > 500 or args.soak > 100000:
         parser.error("--clients 0..500, --duration >= 0, --soak 0..100000")
+    if not 0 <= args.long <= 200 or not 1 <= args.long_seconds <= 3600:
+        parser.error("--long 0..200, --long-seconds 1..3600")
     extra = {}
     for item in args.env:
         key, sep, value = item.partition("=")
@@ -762,6 +924,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.url and extra:
         parser.error("--env applies only to a server started by this script (not with --url)")
     return args
+
+
+async def run_long(args: argparse.Namespace, server: ServerHandle, long: list[Clip]) -> dict:
+    log(f"long: {len(long)} streams of {args.long_seconds:g} s")
+    figures = await long_phase(server, long, args.answer_timeout)
+    figures["metrics_end"] = await counters_at_rest(server)
+    return figures
 
 
 async def run(args: argparse.Namespace, server: ServerHandle, clips: list[Clip]) -> dict:
@@ -797,8 +966,20 @@ def main(argv: list[str] | None = None) -> int:
     server: ServerHandle | None = None
     figures: dict = {}
     try:
-        server = ServerHandle.existing(args.url) if args.url else ServerHandle.start(args.extra_env)
-        figures = asyncio.run(run(args, server, clips))
+        if args.long:
+            log(f"building {args.long} streams of {args.long_seconds:g} s")
+            long = long_clips(args.eval_dir, args.long, args.long_seconds)
+            # A server of its own (unless --url), whose streams last their whole length.
+            server = (ServerHandle.existing(args.url) if args.url
+                      else ServerHandle.start(long_server_env(args.extra_env, args.long_seconds)))
+            figures["long"] = asyncio.run(run_long(args, server, long))
+            if not args.url:
+                log("stopping the long streams' server")
+                log(f"server exited with {server.stop()}; log {server.log_path}")
+                server = None
+        if args.clients and args.duration or args.soak or not args.long:
+            server = server or (ServerHandle.existing(args.url) if args.url else ServerHandle.start(args.extra_env))
+            figures.update(asyncio.run(run(args, server, clips)))
     except KeyboardInterrupt:
         log("interrupted")
         return 130
@@ -812,19 +993,20 @@ def main(argv: list[str] | None = None) -> int:
             log(f"server exited with {code}; log {server.log_path}")
     figures["machine"] = info
     figures["args"] = {"clients": args.clients, "duration": args.duration, "soak": args.soak,
+                       "long": args.long, "long_seconds": args.long_seconds,
                        "url": args.url, "env": args.extra_env, "eval_dir": str(args.eval_dir)}
     print(report(info, figures), flush=True)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
         log(f"figures saved to {args.json}")
     failures = []
-    for phase in ("load", "soak"):
+    for phase in ("load", "soak", "long"):
         if phase in figures and figures[phase]["lost"] + figures[phase]["timed_out"]:
             failures.append(f"{phase}: {figures[phase]['lost'] + figures[phase]['timed_out']} answers lost")
-    end = figures.get("metrics_end", {})
-    if end.get("active_connections") != 0 or end.get("active_processes") != 0:
-        failures.append(f"active counters not back to 0: {end.get('active_connections')} connections, "
-                        f"{end.get('active_processes')} processes")
+    for end in (figures.get("metrics_end"), figures.get("long", {}).get("metrics_end")):
+        if end is not None and (end.get("active_connections") != 0 or end.get("active_processes") != 0):
+            failures.append(f"active counters not back to 0: {end.get('active_connections')} connections, "
+                            f"{end.get('active_processes')} processes")
     for failure in failures:
         print(f"FAIL: {failure}", flush=True)
     return 1 if failures else 0

@@ -1,21 +1,39 @@
 """Audio decoding, in one place: whatever a browser or a file sends, to 16 kHz mono float32.
 
-Compressed audio (webm/opus, mp4/aac, ogg, wav, mp3, flac, ...) is decoded by PyAV through
-faster-whisper's `decode_audio`. Chunks of a MediaRecorder stream cannot be decoded alone, so callers
-decode the joined stream. Raw PCM (s16le / f32le at a given rate) is converted with numpy.
+Compressed audio (webm/opus, mp4/aac, ogg, wav, mp3, flac, ...) is decoded with PyAV (FFmpeg's
+libraries), frame by frame, and resampled as it goes (FFmpeg's resampler, to 16-bit like faster-whisper's
+`decode_audio`, whose output it reproduces). Raw PCM (s16le / f32le at a given rate) is converted with
+numpy.
+
+Every decode counts the seconds it has produced and stops at a limit: a small file holding hours of
+low-bitrate audio never becomes gigabytes of samples (`AudioTooLong`, or the first seconds only with
+`decode_head`).
+
+A stream (`AudioStream`) is decoded incrementally: one demuxer and decoder per stream read a growing
+input in a thread of their own, so each new chunk costs only its own decoding. The one exception is a
+container that cannot be read front to back: an ordinary mp4 file keeps its index (`moov`) after the
+audio (`mdat`), so nothing can be decoded before the whole file is there; such a stream is decoded as
+one buffer each time it is asked for (bounded by the same limit), as are bytes in no container we know.
 """
 
 from __future__ import annotations
 
+import gc
 import io
+import logging
+import threading
+import weakref
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import av
 import numpy as np
-from faster_whisper.audio import decode_audio
+
+logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 PCM_FORMATS = ("pcm_s16le", "pcm_f32le")
+_CAUGHT_UP_TIMEOUT = 10.0  # s a stream's reader waits for its decoder to take in the bytes fed so far
 
 
 class AudioDecodeError(ValueError):
@@ -25,6 +43,14 @@ class AudioDecodeError(ValueError):
 class AudioIncomplete(AudioDecodeError):
     """The bytes start like a known container but cannot be decoded yet (e.g. an mp4 whose index
     is at the end): more bytes may make them decodable."""
+
+
+class AudioTooLong(AudioDecodeError):
+    """The audio lasts longer than the limit; decoding stopped there."""
+
+    def __init__(self, limit_seconds: float) -> None:
+        super().__init__(f"more than {limit_seconds:g} s of audio")
+        self.limit_seconds = limit_seconds
 
 
 @dataclass(frozen=True)
@@ -42,6 +68,9 @@ _CONTAINERS = (
     Container("mp3", ((0, b"ID3"), (0, b"\xff\xfb"), (0, b"\xff\xf3"), (0, b"\xff\xf2"), (0, b"\xff\xe3"))),
     Container("aac", ((0, b"\xff\xf1"), (0, b"\xff\xf9"))),
 )
+_SNIFF_BYTES = 12  # enough for every magic above
+
+_DECODE_ERRORS = (av.error.FFmpegError, EOFError, ValueError, IndexError, RuntimeError)
 
 
 def sniff_container(data: bytes) -> str | None:
@@ -53,18 +82,111 @@ def sniff_container(data: bytes) -> str | None:
     return None
 
 
-def decode(data: bytes, *, final: bool = True) -> np.ndarray:
-    """Decode compressed audio bytes to 16 kHz mono float32.
+def mp4_index_first(data: bytes) -> bool | None:
+    """For mp4 bytes: True when the index (`moov`, or fragments `moof`) comes before the audio (`mdat`),
+    so the file can be decoded as it arrives; False when the audio comes first (an ordinary mp4 file);
+    None when the top-level boxes seen so far do not tell yet."""
+    offset = 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        if kind in (b"moov", b"moof"):
+            return True
+        if kind == b"mdat":
+            return False
+        if size == 1:  # 64-bit size follows the type
+            if offset + 16 > len(data):
+                return None
+            size = int.from_bytes(data[offset + 8 : offset + 16], "big")
+        if size < 8:  # 0 ("to the end of the file") or broken: FFmpeg will have to make sense of it
+            return False
+        offset += size
+    return None
 
-    With `final=False` the bytes are a stream still arriving: a known container that does not decode
-    yet raises `AudioIncomplete` (keep buffering) instead of `AudioDecodeError`.
-    """
+
+class _Samples:
+    """16 kHz mono float32 samples, appended as they are decoded, never more than `limit` of them.
+
+    Stored in one array that grows by doubling, so that reading all of them (`view`) costs nothing."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._array = np.empty(0, dtype=np.float32)
+        self.size = 0
+        self.over = False  # samples beyond the limit were offered (and dropped)
+        self._lock = threading.Lock()
+
+    def append(self, chunk: np.ndarray) -> bool:
+        """Add samples; False (keeping only those up to the limit) once the limit is passed."""
+        with self._lock:
+            if self.limit is not None and self.size + len(chunk) > self.limit:
+                chunk = chunk[: self.limit - self.size]
+                self.over = True
+            end = self.size + len(chunk)
+            if end > len(self._array):
+                capacity = max(end, 2 * len(self._array), SAMPLE_RATE * 4)
+                if self.limit is not None:
+                    capacity = min(capacity, self.limit)
+                grown = np.empty(capacity, dtype=np.float32)
+                grown[: self.size] = self._array[: self.size]
+                self._array = grown
+            self._array[self.size : end] = chunk
+            self.size = end
+            return not self.over
+
+    def view(self) -> np.ndarray:
+        with self._lock:
+            return self._array[: self.size]
+
+
+def _limit_samples(max_seconds: float | None) -> int | None:
+    return None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
+
+
+def _resampler() -> av.AudioResampler:
+    # 16-bit, as faster-whisper's decode_audio: the same samples as the engine was tuned on.
+    return av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+
+
+def _append_frames(frames, resampler: av.AudioResampler, out: _Samples) -> bool:
+    """Resample decoded frames (None flushes) into `out`; False once its limit is passed."""
+    for frame in frames:
+        if frame is not None:
+            frame.pts = None  # timestamps do not matter here; gaps must not trip the resampler
+        for resampled in resampler.resample(frame):
+            if not out.append(resampled.to_ndarray().reshape(-1).astype(np.float32) / 32768.0):
+                return False
+    return True
+
+
+def _decode_into(source: BinaryIO, out: _Samples) -> None:
+    """Demux and decode the first audio stream of `source` into `out`, until its end or `out`'s limit.
+    Packets FFmpeg finds invalid are skipped, as faster-whisper does."""
+    with av.open(source, mode="r", metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            raise AudioDecodeError("could not decode audio: no audio stream in the data")
+        stream = container.streams.audio[0]
+        resampler = _resampler()
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                continue
+            if not _append_frames(frames, resampler, out):
+                return
+        _append_frames([None], resampler, out)
+
+
+def _decode_bytes(data: bytes, *, final: bool, limit: int | None) -> _Samples:
     if not data:
         raise AudioDecodeError("no audio received")
     container = sniff_container(data)
+    out = _Samples(limit)
     try:
-        audio = decode_audio(io.BytesIO(data), sampling_rate=SAMPLE_RATE)
-    except (av.error.FFmpegError, EOFError, ValueError, IndexError, RuntimeError) as exc:
+        _decode_into(io.BytesIO(data), out)
+    except AudioDecodeError:
+        raise
+    except _DECODE_ERRORS as exc:
         if container is not None and not final:
             raise AudioIncomplete(f"incomplete {container} stream: {_reason(exc)}") from None
         if container is None:
@@ -73,12 +195,34 @@ def decode(data: bytes, *, final: bool = True) -> np.ndarray:
                 "(expected webm/opus, mp4, ogg, wav, mp3 or flac)"
             ) from None
         raise AudioDecodeError(f"could not decode {container} audio: {_reason(exc)}") from None
-    if audio.size == 0:
+    finally:
+        gc.collect()  # FFmpeg resampler objects are freed only by the collector (faster-whisper #390)
+    if out.size == 0:
         if container is not None and not final:
             raise AudioIncomplete(f"incomplete {container} stream: no audio frames yet")
         what = f"{container} data" if container else "the bytes"
         raise AudioDecodeError(f"could not decode audio: {what} contained no audio frames")
-    return audio
+    return out
+
+
+def decode(data: bytes, *, final: bool = True, max_seconds: float | None = None) -> np.ndarray:
+    """Decode compressed audio bytes to 16 kHz mono float32.
+
+    With `final=False` the bytes are a stream still arriving: a known container that does not decode
+    yet raises `AudioIncomplete` (keep buffering) instead of `AudioDecodeError`. Past `max_seconds`
+    decoding stops and raises `AudioTooLong`.
+    """
+    out = _decode_bytes(data, final=final, limit=_limit_samples(max_seconds))
+    if out.over:
+        raise AudioTooLong(max_seconds)  # type: ignore[arg-type]
+    return out.view()
+
+
+def decode_head(data: bytes, max_seconds: float) -> tuple[np.ndarray, bool]:
+    """The first `max_seconds` of compressed audio, decoded (decoding stops there), and whether the
+    audio went on beyond them."""
+    out = _decode_bytes(data, final=True, limit=_limit_samples(max_seconds))
+    return out.view(), out.over
 
 
 def decode_pcm(data: bytes, fmt: str, sample_rate: int) -> np.ndarray:
@@ -108,27 +252,125 @@ def resample(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 
-class AudioStream:
-    """Audio arriving in chunks: bytes in, 16 kHz mono float32 samples out.
+# --- incremental decoding of a stream ------------------------------------------------------------------
 
-    Raw PCM is converted as it arrives. Compressed streams (webm, ogg, fragmented mp4, ...) cannot be
-    decoded chunk by chunk, so the joined bytes are decoded again when more audio is wanted; the last
-    result is kept, and `new_seconds()` estimates from the byte rate how much audio arrived since, so
-    callers decode only when it is worth it.
+
+class _GrowingInput:
+    """A file-like object for FFmpeg over bytes still arriving: `read` waits until there are some, or
+    until the input ends (then it returns b"", the end of the stream). Bytes are dropped once read."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending = bytearray()
+        self._ended = False
+        self._waiting = False  # the reader waits for bytes: it has taken in everything written
+
+    def write(self, data: bytes) -> None:
+        with self._cond:
+            if not self._ended:
+                self._pending += data
+                self._cond.notify_all()
+
+    def end(self, *, drop: bool = False) -> None:
+        """No more bytes will come: the reader gets what is pending (unless `drop`), then the end."""
+        with self._cond:
+            self._ended = True
+            if drop:
+                self._pending.clear()
+            self._cond.notify_all()
+
+    def read(self, size: int = -1) -> bytes:
+        with self._cond:
+            while not self._pending and not self._ended:
+                self._waiting = True
+                self._cond.notify_all()
+                self._cond.wait()
+            self._waiting = False
+            if size < 0:
+                size = len(self._pending)
+            out = bytes(self._pending[:size])
+            del self._pending[:size]
+            return out
+
+    def wait_caught_up(self, done: threading.Event, timeout: float) -> bool:
+        """Wait until the reader has taken in every byte written so far, or `done` is set."""
+        with self._cond:
+            return self._cond.wait_for(lambda: done.is_set() or (self._waiting and not self._pending), timeout)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+class _StreamDecoder:
+    """One demuxer and decoder over a growing input, in a thread of their own: every byte written is
+    demuxed and decoded once, as it arrives."""
+
+    def __init__(self, out: _Samples) -> None:
+        self.input = _GrowingInput()
+        self.out = out
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audio-decoder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            _decode_into(self.input, self.out)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - reported to whoever asks for the samples
+            self.error = exc
+        finally:
+            self.input.end(drop=True)  # nothing more will be read: drop what is pending, refuse the rest
+            self.done.set()
+            self.input.wake()
+            gc.collect()  # FFmpeg resampler objects are freed only by the collector (faster-whisper #390)
+
+    def catch_up(self) -> None:
+        """Wait until every byte written so far is decoded (as far as it can be before more arrive)."""
+        if not self.input.wait_caught_up(self.done, _CAUGHT_UP_TIMEOUT):
+            logger.warning("audio decoder still busy after %.0f s: answering on what it has", _CAUGHT_UP_TIMEOUT)
+
+    def finish(self) -> None:
+        """The stream has ended: decode what is left and wait for the decoder to be done."""
+        self.input.end()
+        if not self.done.wait(_CAUGHT_UP_TIMEOUT * 3):
+            logger.warning("audio decoder still busy at the end of the stream: answering on what it has")
+
+    def abandon(self) -> None:
+        self.input.end(drop=True)
+
+
+class AudioStream:
+    """Audio arriving in chunks: bytes in, 16 kHz mono float32 samples out, at most `max_seconds` of them
+    (`AudioTooLong` from `feed` or `samples` past it).
+
+    Raw PCM is converted as it arrives. Compressed streams (webm, ogg, fragmented mp4, wav, mp3, flac,
+    ...) are decoded incrementally by a `_StreamDecoder` started on the first bytes; `samples()` waits
+    until the bytes fed so far are decoded, and returns all the samples (no copy). An mp4 whose `mdat`
+    comes before its `moov`, and bytes in no container we know, are kept and decoded as one buffer when
+    samples are asked for (the cost then grows with the stream). `new_seconds()` estimates from the byte
+    rate how much audio arrived since the last `samples()`, so callers ask only when it is worth it.
+
+    `close()` (or dropping the last reference) stops the decoder thread.
     """
 
-    def __init__(self, fmt: str | None = None, sample_rate: int | None = None) -> None:
+    def __init__(self, fmt: str | None = None, sample_rate: int | None = None, *, max_seconds: float | None = None) -> None:
         if fmt is not None and fmt not in PCM_FORMATS:
             raise AudioDecodeError(f"unknown format {fmt!r}; raw audio must be one of {', '.join(PCM_FORMATS)}")
         if fmt is not None and not sample_rate:
             raise AudioDecodeError(f"{fmt} audio needs a sample_rate")
         self.format = fmt
         self.sample_rate = sample_rate
+        self.max_seconds = max_seconds
         self.bytes_received = 0
-        self._data = bytearray()
-        self._pcm_parts: list[np.ndarray] = []
-        self._samples = np.zeros(0, dtype=np.float32)
-        self._decoded_bytes = 0
+        self.mode: str | None = "pcm" if fmt is not None else None  # then "incremental" or "whole"
+        self._data = bytearray()  # PCM not converted yet; compressed bytes before the mode is known; "whole"
+        self._out = _Samples(_limit_samples(max_seconds))
+        self._whole: np.ndarray | None = None  # the last whole-buffer decode
+        self._decoder: _StreamDecoder | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._seen_samples = 0  # samples returned by the last samples()
+        self._seen_bytes = 0  # bytes received at the last samples()
         self._resampler = None
         if fmt is not None and sample_rate != SAMPLE_RATE:
             self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
@@ -139,47 +381,130 @@ class AudioStream:
 
     def feed(self, data: bytes) -> None:
         self.bytes_received += len(data)
+        if self.mode == "incremental":
+            self._check_decoder()
+            self._decoder.input.write(data)  # type: ignore[union-attr]
+            return
         self._data += data
-        if self.is_pcm:
-            width = 2 if self.format == "pcm_s16le" else 4
-            usable = len(self._data) - len(self._data) % width
-            if usable:
-                chunk = decode_pcm(bytes(self._data[:usable]), self.format, SAMPLE_RATE)
-                del self._data[:usable]
-                if self._resampler is not None:
-                    frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
-                    frame.sample_rate = self.sample_rate
-                    chunk = np.concatenate(
-                        [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)] or [chunk[:0]]
-                    )
-                self._pcm_parts.append(chunk.astype(np.float32, copy=False))
+        if self.mode == "pcm":
+            self._feed_pcm()
+        elif self.mode is None:
+            self._choose_mode(final=False)
+
+    def _feed_pcm(self) -> None:
+        width = 2 if self.format == "pcm_s16le" else 4
+        usable = len(self._data) - len(self._data) % width
+        if not usable:
+            return
+        chunk = decode_pcm(bytes(self._data[:usable]), self.format, SAMPLE_RATE)  # type: ignore[arg-type]
+        del self._data[:usable]
+        if self._resampler is not None:
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate = self.sample_rate
+            chunk = np.concatenate([f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)] or [chunk[:0]])
+        if not self._out.append(chunk.astype(np.float32, copy=False)):
+            raise AudioTooLong(self.max_seconds)  # type: ignore[arg-type]
+
+    def _choose_mode(self, *, final: bool) -> None:
+        """Incremental decoding when the container can be read front to back; else whole-buffer."""
+        if len(self._data) < _SNIFF_BYTES and not final:
+            return
+        container = sniff_container(bytes(self._data[:_SNIFF_BYTES]))
+        if container is None:
+            self.mode = "whole"
+            return
+        if container == "mp4":
+            index_first = mp4_index_first(bytes(self._data))
+            if index_first is None and not final:
+                return
+            if not index_first:
+                self.mode = "whole"
+                return
+        self.mode = "incremental"
+        self._container = container
+        self._decoder = _StreamDecoder(self._out)
+        self._finalizer = weakref.finalize(self, self._decoder.abandon)
+        self._decoder.input.write(bytes(self._data))
+        self._data = bytearray()
+
+    def _check_decoder(self) -> None:
+        if self._out.over:
+            raise AudioTooLong(self.max_seconds)  # type: ignore[arg-type]
 
     def new_seconds(self) -> float:
-        """Seconds of audio received and not decoded yet (estimated for compressed streams; inf before
-        the first successful decode)."""
-        if self.is_pcm:
-            return sum(len(part) for part in self._pcm_parts) / SAMPLE_RATE
-        new_bytes = self.bytes_received - self._decoded_bytes
+        """Seconds of audio received since the last `samples()` (estimated for compressed streams; inf
+        before the first samples)."""
+        if self.mode == "pcm":
+            return (self._out.size - self._seen_samples) / SAMPLE_RATE
+        new_bytes = self.bytes_received - self._seen_bytes
         if new_bytes == 0:
             return 0.0
-        if self._samples.size == 0:
+        if self._seen_samples == 0:
             return float("inf")
-        bytes_per_second = self._decoded_bytes / (self._samples.size / SAMPLE_RATE)
+        bytes_per_second = self._seen_bytes / (self._seen_samples / SAMPLE_RATE)
         return new_bytes / bytes_per_second
 
     def samples(self, *, final: bool = False) -> np.ndarray:
-        """All the audio so far, decoded (may raise AudioIncomplete unless final, or AudioDecodeError)."""
-        if self.is_pcm:
-            if self._pcm_parts:
-                self._samples = np.concatenate([self._samples, *self._pcm_parts])
-                self._pcm_parts.clear()
-            return self._samples
-        if self._decoded_bytes != self.bytes_received or (final and self._samples.size == 0):
-            # Runs in a worker thread while feed() may add bytes: count only those that were decoded.
-            received = self.bytes_received
-            self._samples = decode(bytes(self._data), final=final)
-            self._decoded_bytes = received
-        return self._samples
+        """All the audio so far, decoded (may raise AudioIncomplete unless final, AudioTooLong, or
+        AudioDecodeError)."""
+        # Runs in a worker thread while feed() may add bytes: count as seen only those there at the start.
+        received = self.bytes_received
+        if self.mode is None:
+            self._choose_mode(final=final)
+            if self.mode is None:
+                container = sniff_container(bytes(self._data)) or "audio"
+                raise AudioIncomplete(f"incomplete {container} stream: too few bytes yet")
+        if self.mode == "pcm":
+            samples = self._out.view()
+        elif self.mode == "whole":
+            samples = self._whole_samples(final)
+        else:
+            samples = self._decoded_samples(final)
+        self._seen_samples, self._seen_bytes = len(samples), received
+        return samples
+
+    def _whole_samples(self, final: bool) -> np.ndarray:
+        if self._whole is None or self._seen_bytes != self.bytes_received or final:
+            self._whole = decode(bytes(self._data), final=final, max_seconds=self.max_seconds)
+        return self._whole
+
+    def _decoded_samples(self, final: bool) -> np.ndarray:
+        decoder = self._decoder
+        assert decoder is not None
+        if final:
+            decoder.finish()
+        else:
+            decoder.catch_up()
+        self._check_decoder()
+        samples = self._out.view()
+        error = decoder.error
+        if error is not None and (samples.size == 0 or not final):
+            if isinstance(error, AudioDecodeError):
+                raise error
+            raise AudioDecodeError(f"could not decode {self._container} audio: {_reason(error)}") from None
+        if samples.size == 0:
+            if not final:
+                raise AudioIncomplete(f"incomplete {self._container} stream: no audio frames yet")
+            raise AudioDecodeError(f"could not decode audio: {self._container} data contained no audio frames")
+        return samples
+
+    def kept(self) -> np.ndarray:
+        """The samples decoded and kept so far (at most `max_seconds`), without waiting or raising: what
+        a stream past its limit can still be answered on."""
+        if self.mode == "whole":
+            return self._whole if self._whole is not None else np.zeros(0, dtype=np.float32)
+        return self._out.view()
+
+    def close(self) -> None:
+        """Stop decoding (the decoder thread ends); the stream takes no more bytes."""
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __enter__(self) -> "AudioStream":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _reason(exc: BaseException) -> str:

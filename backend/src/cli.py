@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeline", action="store_true", help="also show which language is spoken when")
     args = parser.parse_args(argv)
 
-    from .audio import AudioDecodeError, decode
+    from .audio import AudioDecodeError, decode_head
     from .audio_processor import AudioProcessor
     from .config import SettingsError, load_settings
     from .languages import language_name, parse_language_list
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = tqdm(files, unit="file", file=sys.stderr, disable=args.no_progress or len(files) < 5, leave=False)
     for path in progress:
         try:
-            samples = decode(path.read_bytes())
+            samples = decode_head(path.read_bytes(), settings.MAX_UPLOAD_SECONDS)[0]
             result = processor.identify(samples, languages)
         except (AudioDecodeError, OSError) as exc:
             failures += 1

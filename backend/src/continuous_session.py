@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from . import protocol
-from .audio import SAMPLE_RATE, AudioDecodeError, AudioIncomplete
+from .audio import SAMPLE_RATE, AudioDecodeError, AudioIncomplete, AudioTooLong
 from .languages import language_name
 from .protocol import ClientMessage, Identification
 from .session import SHUTDOWN, ClientError, Session
@@ -72,27 +72,46 @@ class ContinuousSession(Session):
             try:
                 if message is None:
                     message = await self.receive()
-                if isinstance(message, bytes):
-                    if message:
-                        self.feed(message)
-                        self._wake.set()
-                    message = None
-                    continue
             except ClientError as exc:
-                # The connection's limits end a continuous stream with its summary, like a stop.
-                if exc.kind in ("too_large", "idle") and self.stream.bytes_received:
+                if exc.kind == "idle" and self.stream.bytes_received:  # ends with the summary, like a stop
                     logger.info("[%s] Continuous stream ends: %s", self.connection_id, exc.message)
-                    self._end("idle" if exc.kind == "idle" else "max_bytes")
+                    self._end("idle")
                     return
                 raise
+            if isinstance(message, bytes):
+                if message and not self._take(message):
+                    return
+                message = None
+                continue
             self.check_end_of_audio(message)
             self._end("shutdown" if message is SHUTDOWN else "stop")
             return
+
+    def _take(self, data: bytes) -> bool:
+        """Feed audio; at the connection's limits (bytes, seconds of audio) end with the summary rather
+        than an error, and return False."""
+        limits = self.context.limits
+        if self.stream.bytes_received + len(data) > limits.max_bytes:
+            logger.info("[%s] Continuous stream ends: more than %d bytes", self.connection_id, limits.max_bytes)
+            self._end("max_bytes")
+            return False
+        try:
+            self.stream.feed(data)
+        except AudioTooLong:
+            logger.info("[%s] Continuous stream ends: %g s of audio", self.connection_id, limits.max_audio_seconds)
+            self._end("max_duration")
+            return False
+        except AudioDecodeError as exc:
+            raise ClientError(str(exc), kind="bad_audio") from None
+        self._wake.set()
+        return True
 
     async def _decoded(self, *, final: bool) -> tuple[np.ndarray, bool]:
         """The audio so far, cut at MAX_AUDIO_SECONDS (and True when it was cut)."""
         try:
             samples = await asyncio.to_thread(self.stream.samples, final=final)
+        except AudioTooLong:
+            samples = self.stream.kept()  # decoding stopped at MAX_AUDIO_SECONDS: answer on those
         except AudioIncomplete:
             if final:
                 raise ClientError("the audio ended before it could be decoded", kind="bad_audio") from None

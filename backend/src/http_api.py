@@ -13,8 +13,7 @@ from fastapi.responses import JSONResponse
 
 from . import protocol
 from .access import require_api_key
-from .audio import AudioDecodeError
-from .audio import decode as decode_audio
+from .audio import AudioDecodeError, decode_head
 from .audio_processor import AudioProcessor, Busy
 from .engines.base import EngineError
 from .languages import parse_language_list
@@ -83,6 +82,18 @@ def _flag(value: str | None, default: bool) -> bool:
     raise HTTPProblem(400, "timeline must be true or false")
 
 
+async def decode_upload(data: bytes, max_seconds: float, request_id: str) -> tuple[Any, bool]:
+    """The first `max_seconds` of an uploaded file, decoded in a worker thread (decoding stops there, so
+    a small file of hours of audio costs no more than `max_seconds` of it), and whether it went on."""
+    try:
+        samples, truncated = await asyncio.to_thread(decode_head, data, max_seconds)
+    except AudioDecodeError as exc:
+        raise HTTPProblem(400, str(exc), "bad_audio") from None
+    if truncated:
+        logger.info("[%s] The audio lasts more than %g s: answering on its first %g s", request_id, max_seconds, max_seconds)
+    return samples, truncated
+
+
 @router.post(
     "/detect",
     summary="Identify the language of an audio file",
@@ -113,10 +124,7 @@ async def detect(
             if not 1 <= k <= 100:
                 raise HTTPProblem(400, "top_k must be between 1 and 100")
         want_timeline = _flag(fields.get("timeline"), timeline)
-        try:
-            samples = await asyncio.to_thread(decode_audio, data)
-        except AudioDecodeError as exc:
-            raise HTTPProblem(400, str(exc), "bad_audio") from None
+        samples, truncated = await decode_upload(data, settings.MAX_UPLOAD_SECONDS, request_id)
         asked_at = time.perf_counter()
         metrics.detection_started()
         processing_time = None
@@ -132,6 +140,8 @@ async def detect(
             metrics.detection_finished(processing_time)
         answer = protocol.answer_data(result, request_id, k or settings.TOP_K)
         answer["final"] = True
+        if truncated:
+            answer["truncated"] = True
         if candidates:
             answer["candidates"] = candidates
         if spans is not None:

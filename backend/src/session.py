@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 
 from . import protocol
-from .audio import SAMPLE_RATE, AudioDecodeError, AudioIncomplete, AudioStream
+from .audio import AudioDecodeError, AudioIncomplete, AudioStream, AudioTooLong
 from .audio_processor import AudioProcessor, Busy
 from .engines.base import EngineError
 from .metrics import ServerMetrics
@@ -142,6 +142,8 @@ class Session:
             )
         try:
             self.stream.feed(data)
+        except AudioTooLong as exc:
+            raise too_long(exc) from None
         except AudioDecodeError as exc:
             raise ClientError(str(exc), kind="bad_audio") from None
 
@@ -162,14 +164,10 @@ class Session:
             if final:
                 raise ClientError("the audio ended before it could be decoded", kind="bad_audio") from None
             raise
+        except AudioTooLong as exc:
+            raise too_long(exc) from None
         except AudioDecodeError as exc:
             raise ClientError(str(exc), kind="bad_audio") from None
-        limits = self.context.limits
-        if len(samples) > limits.max_audio_seconds * SAMPLE_RATE:
-            raise ClientError(
-                f"more than {limits.max_audio_seconds:g} s of audio on one connection",
-                CLOSE_TOO_BIG, "too_large", True,
-            )
         return samples
 
     async def identify(self, samples: np.ndarray, speech: Any = None, *, final: bool) -> Identification | None:
@@ -213,3 +211,8 @@ class Session:
             f" (ended by {data['ended_by']})" if "ended_by" in data else "",
         )
         await self.websocket.close(CLOSE_NORMAL)
+
+
+def too_long(exc: AudioTooLong) -> ClientError:
+    """The stream passed MAX_AUDIO_SECONDS: its decoding stopped there."""
+    return ClientError(f"more than {exc.limit_seconds:g} s of audio on one connection", CLOSE_TOO_BIG, "too_large", True)

@@ -17,7 +17,7 @@ from . import protocol
 from .audio import SAMPLE_RATE, AudioIncomplete
 from .protocol import ClientMessage, Identification
 from .session import SHUTDOWN, Session
-from .streaming import StreamPolicy, StreamTracker, pause_seconds
+from .streaming import STREAM_VAD_MIN_SILENCE_MS, StreamPolicy, StreamTracker, pause_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -68,22 +68,35 @@ class StreamSession(Session):
     async def _analysis_loop(self) -> None:
         policy, tracker = self.policy, self.tracker
         last: Identification | None = None
+        analysed_at = 0.0
         while True:
             await self._wake.wait()
             self._wake.clear()
             ended_by = self._stop
-            if ended_by is None and self.stream.new_seconds() < ANALYSIS_STEP_SECONDS:
-                continue
+            if ended_by is None:
+                # Compressed silence is a few bytes a second, so the byte-rate estimate of new audio lags
+                # in a pause: analyse also once a step of wall time has passed (real-time clients).
+                new = self.stream.new_seconds()
+                if new == 0 or (new < ANALYSIS_STEP_SECONDS and time.perf_counter() - analysed_at < ANALYSIS_STEP_SECONDS):
+                    continue
+            analysed_at = time.perf_counter()
             asked_at = self._stop_at if ended_by else time.perf_counter()
             try:
                 samples = await self.samples(final=ended_by is not None)
             except AudioIncomplete:
                 continue
+            decoded_at = time.perf_counter()
             max_samples = int(policy.max_seconds * SAMPLE_RATE)
             if len(samples) >= max_samples:
                 samples, ended_by = samples[:max_samples], ended_by or "max_duration"
-            speech = await self.context.audio_processor.find_speech(samples)
+            speech = await self.context.audio_processor.find_speech(samples, STREAM_VAD_MIN_SILENCE_MS)
             ended_by = ended_by or tracker.ending(speech, len(samples))
+            logger.debug(
+                "[%s] %.2fs of audio, %.2fs of speech, pause %.2fs: decoded in %.0f ms, VAD %.0f ms%s",
+                self.connection_id, len(samples) / SAMPLE_RATE, speech.seconds,
+                pause_seconds(speech, len(samples)), 1000 * (decoded_at - analysed_at),
+                1000 * (time.perf_counter() - decoded_at), f", ends: {ended_by}" if ended_by else "",
+            )
             if ended_by is not None:
                 result = last
                 if result is None or speech.seconds - tracker.detected_speech > 0.05:

@@ -10,8 +10,8 @@ and no language named under the uncertainty threshold. On top of it, a stream:
   (`ended_by: "confident"`);
 - ends at the **end of speech**: once `end_min_speech_seconds` of speech were heard, a pause of
   `end_silence_seconds` after the last speech ends it (`ended_by: "end_of_speech"`). The pause is the
-  audio after the VAD's last speech segment (the VAD closes a segment after 0.5 s of non-speech and
-  keeps 0.1 s of padding, so it sees pauses of about 0.6 s and more). With less speech than that, a
+  non-speech after the VAD's last speech segment; the stream's VAD closes a segment after
+  STREAM_VAD_MIN_SILENCE_MS of non-speech, so shorter pauses are not seen. With less speech than that, a
   pause of `no_speech_seconds` ends it too (the answer is then `too_short` or rests on that speech);
 - ends with **no speech** after `no_speech_seconds` of audio without any (`ended_by: "no_speech"`);
 - otherwise ends on the client's stop (`stop`), the server's shutdown (`shutdown`) or after
@@ -45,10 +45,23 @@ class StreamPolicy:
     no_speech_seconds: float = 4.0
 
 
+# The stream's VAD closes a speech segment after this much non-speech (the VAD's default, 500 ms, is
+# for whole clips): a pause is seen while it happens, and the answer is ready when the pause is long enough.
+STREAM_VAD_MIN_SILENCE_MS = 250
+
+
+_TOLERANCE = 0.005  # seconds: a pause measured in samples may fall a rounding short of a setting
+
+
 def pause_seconds(speech: Speech, audio_samples: int) -> float:
-    """Seconds of audio after the last speech (all of it when there is no speech)."""
-    last_end = speech.segments[-1][1] if speech.segments else 0
-    return max(0, audio_samples - last_end) / SAMPLE_RATE
+    """Seconds of non-speech after the last speech (all the audio when there is no speech; 0 while the
+    last segment is still open). The VAD pads segments; the padding is not speech."""
+    if not speech.segments:
+        return audio_samples / SAMPLE_RATE
+    last_end = speech.segments[-1][1]
+    if last_end >= audio_samples:
+        return 0.0
+    return (audio_samples - last_end + speech.pad) / SAMPLE_RATE
 
 
 class StreamTracker:
@@ -89,6 +102,7 @@ class StreamTracker:
         heard = speech.seconds
         pause = pause_seconds(speech, audio_samples)
         policy = self.policy
+        pause += _TOLERANCE
         if heard == 0:
             return "no_speech" if 0 < policy.no_speech_seconds <= pause else None
         if policy.end_silence_seconds <= 0:  # end of speech turned off

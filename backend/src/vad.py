@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -15,6 +15,7 @@ class Speech:
     """Where the speech is in a piece of audio."""
 
     segments: list[tuple[int, int]]  # (start, end) sample indexes
+    pad: int = 0  # samples of padding the VAD added around each segment
 
     @property
     def seconds(self) -> float:
@@ -43,9 +44,12 @@ class VoiceActivityDetector:
             speech_pad_ms=pad_ms,
         )
 
-    def find_speech(self, samples: np.ndarray) -> Speech:
-        """Speech segments of 16 kHz mono float32 audio (none in silence, noise, hum or tones)."""
+    def find_speech(self, samples: np.ndarray, min_silence_ms: int | None = None) -> Speech:
+        """Speech segments of 16 kHz mono float32 audio (none in silence, noise, hum or tones); a segment
+        ends after `min_silence_ms` of non-speech (default: the detector's)."""
+        pad = int(self.options.speech_pad_ms * SAMPLE_RATE / 1000)
         if samples.size < 512:
-            return Speech([])
-        stamps = get_speech_timestamps(samples, self.options, sampling_rate=SAMPLE_RATE)
-        return Speech([(int(s["start"]), int(min(s["end"], samples.size))) for s in stamps])
+            return Speech([], pad)
+        options = self.options if min_silence_ms is None else replace(self.options, min_silence_duration_ms=min_silence_ms)
+        stamps = get_speech_timestamps(samples, options, sampling_rate=SAMPLE_RATE)
+        return Speech([(int(s["start"]), int(min(s["end"], samples.size))) for s in stamps], pad)

@@ -143,7 +143,7 @@ class WebSocketManager:
                 raise ClientError(str(exc), kind="bad_message") from None
             first = None
         try:
-            stream = AudioStream(options.format, options.sample_rate)
+            stream = AudioStream(options.format, options.sample_rate, max_seconds=self.limits.max_audio_seconds)
         except AudioDecodeError as exc:
             raise ClientError(str(exc), kind="bad_message") from None
         logger.info(
@@ -157,7 +157,8 @@ class WebSocketManager:
             session = ContinuousSession(*args, policy=self.stream_policy)
         else:
             session = OnceSession(*args, min_audio_size=self.min_audio_size, quiet_seconds=self.once_quiet_seconds)
-        await session.run(first)
+        with stream:  # its decoder stops with the connection
+            await session.run(first)
 
     async def _close_with_error(self, websocket: WebSocket, connection_id: str, message: str, code: int) -> None:
         if websocket.client_state != WebSocketState.CONNECTED:

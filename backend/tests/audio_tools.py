@@ -92,12 +92,14 @@ _FORMATS = {
 FORMATS = tuple(_FORMATS)
 
 
-def encode(samples: np.ndarray, fmt: str, sample_rate: int = 16000) -> bytes:
-    """Encode mono float32 samples into one of FORMATS."""
+def encode(samples: np.ndarray, fmt: str, sample_rate: int = 16000, bit_rate: int | None = None) -> bytes:
+    """Encode mono float32 samples into one of FORMATS (at the codec's default bit rate unless given)."""
     container_format, codec, rate, options = _FORMATS[fmt]
     out = io.BytesIO()
     with av.open(out, mode="w", format=container_format, options=options) as container:
         stream = container.add_stream(codec, rate=rate, layout="mono")
+        if bit_rate:
+            stream.bit_rate = bit_rate
         resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate)
         frame = av.AudioFrame.from_ndarray(samples.astype(np.float32).reshape(1, -1), format="flt", layout="mono")
         frame.sample_rate = sample_rate
@@ -111,6 +113,44 @@ def encode(samples: np.ndarray, fmt: str, sample_rate: int = 16000) -> bytes:
     return out.getvalue()
 
 
+def encode_chunks(samples: np.ndarray, chunk_seconds: float = 0.25, sample_rate: int = 16000) -> list[bytes]:
+    """Encode to webm/opus as a browser's MediaRecorder streams it: one piece of bytes per `chunk_seconds`
+    of audio (a cluster per chunk), whatever the bitrate (compressed silence is a few bytes a second)."""
+    out = io.BytesIO()
+    bounds = []
+    options = {"cluster_time_limit": str(int(chunk_seconds * 1000)), "flush_packets": "1"}
+    with av.open(out, mode="w", format="webm", options=options) as container:
+        stream = container.add_stream("libopus", rate=48000, layout="mono")
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=48000)
+
+        def mux(frames) -> None:
+            for resampled in frames:
+                resampled.pts = None
+                for packet in stream.encode(resampled):
+                    container.mux(packet)
+
+        step = int(0.02 * sample_rate)
+        next_bound = chunk_seconds
+        for start in range(0, len(samples), step):
+            piece = samples[start : start + step].astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(piece.reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate = sample_rate
+            mux(resampler.resample(frame))
+            if (start + len(piece)) / sample_rate >= next_bound - 1e-9:
+                bounds.append(out.tell())
+                next_bound += chunk_seconds
+        mux(resampler.resample(None))
+        for packet in stream.encode(None):
+            container.mux(packet)
+    data = out.getvalue()
+    pieces, previous = [], 0
+    for bound in [b for b in bounds if 0 < b < len(data)] + [len(data)]:
+        if bound > previous:
+            pieces.append(data[previous:bound])
+            previous = bound
+    return pieces
+
+
 def chunks(data: bytes, size: int = 4096) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
@@ -118,6 +158,42 @@ def chunks(data: bytes, size: int = 4096) -> list[bytes]:
 def tone(seconds: float, freq: float = 440.0, rate: int = 16000) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def long_ogg_opus(samples: np.ndarray, seconds: float, bit_rate: int = 6000) -> bytes:
+    """`seconds` of ogg/opus at a low `bit_rate`, as a hostile client would send: the samples encoded
+    once with libopus, then their packets repeated with running timestamps (what `ffmpeg -stream_loop -1
+    -c copy` does), so that two hours take about 5 MB and a second to build."""
+    piece = io.BytesIO()
+    with av.open(piece, mode="w", format="ogg") as container:
+        stream = container.add_stream("libopus", rate=48000, layout="mono")
+        stream.bit_rate = bit_rate
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=48000)
+        frame = av.AudioFrame.from_ndarray(samples.astype(np.float32).reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = 16000
+        for resampled in resampler.resample(frame) + resampler.resample(None):
+            resampled.pts = None
+            for packet in stream.encode(resampled):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    piece.seek(0)
+    out = io.BytesIO()
+    with av.open(piece) as source, av.open(out, mode="w", format="ogg") as target:
+        source_stream = source.streams.audio[0]
+        target_stream = target.add_stream_from_template(source_stream)
+        packets = [(bytes(p), p.pts, p.duration) for p in source.demux(source_stream) if p.size]
+        period = packets[-1][1] + packets[-1][2] - packets[0][1]
+        repeats = int(np.ceil(seconds / float(period * source_stream.time_base)))
+        for repeat in range(repeats):
+            for data, pts, duration in packets:
+                packet = av.Packet(data)
+                packet.pts = packet.dts = pts + repeat * period
+                packet.duration = duration
+                packet.time_base = source_stream.time_base
+                packet.stream = target_stream
+                target.mux(packet)
+    return out.getvalue()
 
 
 def join_clips(files: list[tuple[str, str]], pause: float, seed: int = 0) -> tuple[np.ndarray, list[tuple[str, float, float]]]:

@@ -175,7 +175,7 @@ def exchange(
 
 def stream_exchange(
     url: str,
-    audio: bytes,
+    audio: bytes | list[bytes],
     seconds: float,
     *,
     chunk_seconds: float = 0.25,
@@ -186,11 +186,15 @@ def stream_exchange(
 ) -> tuple[list[dict], list[float], int | None]:
     """Stream audio (`seconds` long) in chunks of `chunk_seconds`, paced at `speed` x real time, reading
     answers as they come. Returns the messages, their arrival times (s since the first frame) and the
-    close code."""
+    close code. Bytes are cut in chunks of equal size; a list (audio_tools.encode_chunks) is sent as is,
+    one chunk per `chunk_seconds`."""
     from websockets.exceptions import ConnectionClosed
 
-    per_chunk = max(1, int(len(audio) * chunk_seconds / seconds))
-    frames = [audio[i : i + per_chunk] for i in range(0, len(audio), per_chunk)]
+    if isinstance(audio, list):
+        frames = audio
+    else:
+        per_chunk = max(1, int(len(audio) * chunk_seconds / seconds))
+        frames = [audio[i : i + per_chunk] for i in range(0, len(audio), per_chunk)]
     messages: list[dict] = []
     times: list[float] = []
     with connect(url, open_timeout=10, close_timeout=5, max_size=None) as ws:

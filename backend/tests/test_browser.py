@@ -53,6 +53,13 @@ def page_state(driver) -> dict:
           bars: [...$("bars").children].map((li) => li.dataset.language),
           updates: Number($("bars").dataset.updates || 0),
           listen: $("listen").textContent,
+          confident: $("guess").dataset.confident ?? null,
+          ended_by: document.body.dataset.endedBy ?? null,
+          tentative: $("tentative").hidden ? null : $("tentative").textContent,
+          autostop: getComputedStyle($("autostop")).display !== "none",
+          maybe: !$("maybe").hidden,
+          chips: [...$("chips").children].map((b) => [b.dataset.language, b.getAttribute("aria-pressed")]),
+          langs_error: $("langs-error").textContent,
         };
         """
     )
@@ -96,8 +103,13 @@ def test_names_the_language_spoken(server, browser, tmp_path, file):
     assert state["state"] == "done", state
     assert state["language"] == expected, state
     assert state["name"] == language_name(expected)
-    assert re.fullmatch(r"\d+% sure", state["confidence"]), state
-    assert language_name(expected) in state["status"]
+    if state["confident"] == "true":
+        assert re.fullmatch(r"\d+% sure", state["confidence"]), state
+    else:
+        assert state["confident"] == "false" and state["confidence"].startswith("probably"), state
+    assert state["ended_by"] in ("confident", "end_of_speech"), state  # it stopped by itself
+    assert state["status"] in ("Sure enough: it stopped early.", "Stopped by itself when you paused."), state
+    assert state["tentative"] is None, "the final answer replaces the tentative partial one"
     assert len(state["bars"]) >= 2 and state["bars"][0] == expected, state
     assert state["updates"] >= 2, "the candidate bars were not drawn while listening (no partial answer shown)"
     assert state["listen"] == "Listen"
@@ -134,7 +146,7 @@ def test_stop_with_no_speech(server, browser, tmp_path):
     assert time.monotonic() - stopped < 10, "the answer came from the server's time limit, not from Stop"
     assert state["state"] == "done" and state["language"] == "", state
     assert state["name"] == "No speech heard"
-    assert "No speech heard" in state["status"]
+    assert state["ended_by"] == "stop" and state["status"] == "Stopped.", state
 
 
 def test_refused_microphone(server, browser):
@@ -158,18 +170,30 @@ def test_server_unreachable(server, browser, tmp_path):
     assert driver.find_element("id", "server").text == closed
 
 
-def test_server_error_message_is_shown(server, browser, tmp_path):
+def test_unknown_expected_languages_are_refused(server, browser, tmp_path):
     driver = browser(fake_audio=speech_wav(tmp_path, "en_cv_5.mp3"))
     driver.get(f"{server.http}/ui/")
     driver.find_element("css selector", ".picker summary").click()
     driver.find_element("id", "limit").click()
     driver.find_element("id", "langs").clear()
-    driver.find_element("id", "langs").send_keys("en, xx")
+    driver.find_element("id", "langs").send_keys("en, xx, Klingon")
+    before = server.metrics()["total_requests"]
     driver.find_element("id", "listen").click()
-    state = wait_for(driver, finished, timeout=15, what="an error")
+    state = wait_for(driver, lambda s: s["state"] == "error", timeout=15, what="a refusal")
+
+    assert state["langs_error"] == "Unknown language codes: xx, klingon. Use ISO 639-1 codes such as en, es, fr.", state
+    assert state["status"] == state["langs_error"] and state["listen"] == "Listen"
+    assert server.metrics()["total_requests"] == before
+
+
+def test_server_error_message_is_shown(make_server, browser, tmp_path):
+    srv = make_server({"API_KEY": "not-in-the-page"})
+    driver = browser(fake_audio=speech_wav(tmp_path, "en_cv_5.mp3"))
+    listen(driver, f"{srv.http}/ui/")
+    state = wait_for(driver, finished, timeout=20, what="an error")
 
     assert state["state"] == "error", state
-    assert "The server said: unknown language code(s): xx" in state["status"], state
+    assert state["status"].startswith("The server said: missing or wrong API key"), state
 
 
 def test_phone_screen(server, browser, tmp_path):
@@ -199,3 +223,78 @@ def test_page_is_self_contained_and_accessible():
     assert '<label for="langs">' in html and '<label for="limit">' in html
     assert ":focus-visible" in css
     assert '<script type="module" src="app.js">' in html
+
+
+# --- it stops by itself, and says what it does not know ------------------------------------------------
+
+def test_stops_by_itself_after_a_pause(make_server, browser, tmp_path):
+    """A sentence and then silence, and nobody presses Stop: the server ends it on the pause."""
+    srv = make_server({"FINAL_STABLE_UPDATES": "50"})  # no early end on confidence: the pause ends it
+    samples = np.concatenate([clip("es_cv_5.mp3").samples(), np.zeros(16000 * 4, np.float32)])
+    driver = browser(fake_audio=write_wav(samples, tmp_path / "es-then-silence.wav"))
+    listen(driver, f"{srv.http}/ui/")
+    listening = wait_for(driver, lambda s: s["state"] == "listening", timeout=15, what="listening")
+    assert listening["autostop"], "no visible sign that it stops by itself"
+    state = wait_for(driver, finished, what="an answer without Stop")
+
+    assert state["state"] == "done" and state["language"] == "es", state
+    assert state["ended_by"] == "end_of_speech" and state["status"] == "Stopped by itself when you paused."
+    assert not state["autostop"]
+
+
+def test_silence_ends_by_itself(server, browser, tmp_path):
+    driver = browser(fake_audio=write_wav(np.zeros(16000 * 8, np.float32), tmp_path / "silence.wav"))
+    listen(driver, f"{server.http}/ui/")
+    state = wait_for(driver, finished, timeout=30, what="an answer without Stop")
+
+    assert state["state"] == "done" and state["language"] == "", state
+    assert state["name"] == "No speech heard" and state["ended_by"] == "no_speech", state
+    assert state["bars"] == [] and not state["maybe"]
+
+
+def test_not_sure_offers_the_candidates_to_retry_with(make_server, browser, tmp_path):
+    srv = make_server({"UNCERTAIN_BELOW": "0.999"})  # never sure enough to name a language
+    driver = browser(fake_audio=speech_wav(tmp_path, "pt_cv_1.mp3"))
+    listen(driver, f"{srv.http}/ui/")
+    state = wait_for(driver, finished, what="a final answer")
+
+    assert state["state"] == "done" and state["language"] == "" and state["name"] == "Not sure", state
+    assert state["confident"] == "false" and len(state["bars"]) >= 3, state
+    assert state["maybe"] and [code for code, _ in state["chips"]] == state["bars"][:3], state
+    assert all(pressed == "true" for _, pressed in state["chips"])
+    screenshot(driver, "ui-not-sure.png")
+
+    chips = driver.find_elements("css selector", "#chips .chip")
+    chips[2].click()  # "it cannot be this one"
+    chosen = [code for code, _ in state["chips"][:2]]
+    assert page_state(driver)["chips"][2][1] == "false"
+    driver.find_element("id", "retry").click()  # one tap: try again among the others
+    wait_for(driver, lambda s: s["state"] in ("listening", "starting"), timeout=15, what="a new try")
+    state = wait_for(driver, finished, what="the second answer")
+
+    assert driver.find_element("id", "limit").is_selected()
+    assert driver.find_element("id", "langs").get_attribute("value") == ", ".join(chosen)
+    assert f"candidates {','.join(chosen)}" in srv.log(), "the retry did not send the chosen languages"
+    assert set(state["bars"]) <= set(chosen), state
+
+
+def test_busy_server_gets_one_retry(make_server, browser, tmp_path):
+    from websockets.sync.client import connect
+
+    srv = make_server({"MAX_CONNECTIONS": "1"})
+    driver = browser(fake_audio=speech_wav(tmp_path, "de_cv_5.mp3"))
+    with connect(srv.ws) as held:  # the only connection the server takes
+        listen(driver, f"{srv.http}/ui/")
+        wait_for(driver, lambda s: "busy" in s["status"], timeout=15, what="the busy notice")
+    state = wait_for(driver, finished, what="an answer after the retry")
+
+    assert state["state"] == "done" and state["language"] == "de", state
+    assert srv.metrics()["rejections"].get("too_many_connections") == 1
+
+
+def test_the_page_knows_the_servers_languages():
+    from src.languages import WHISPER_LANGUAGES, language_name
+
+    text = (WEB_DIR / "languages.js").read_text()
+    pairs = dict(re.findall(r'"([a-z]+)": "([^"]+)"', text))
+    assert pairs == {code: language_name(code) for code in WHISPER_LANGUAGES}

@@ -65,13 +65,16 @@ def test_confidence_is_the_models_probability(server):
 
 @pytest.mark.parametrize("fmt", ["ogg", "wav", "mp3", "flac", "mp4-file"])
 def test_file_formats(server, fmt):
-    """A whole file in one frame (20 KB of 16 kHz wav would be only 0.6 s)."""
+    """A whole file in one frame (20 KB of 16 kHz wav would be only 0.6 s). The answer comes at once, on
+    what the stream's decoder has taken in: all of it, except that FFmpeg's flac parser holds its last
+    frames (~0.75 s) until the bytes that follow confirm where they end, or the stream ends."""
     item = clip("de_cv_3.mp3")
     audio = encode(item.samples(), fmt)
     answer = exchange(server.ws, audio, frame_size=len(audio)).last
     assert answer["status"] == "success", answer
     assert answer["data"]["language"] == "de"
-    assert answer["data"]["audio_duration"] == pytest.approx(item.seconds, abs=0.15)
+    held_back = 1.0 if fmt == "flac" else 0.0
+    assert item.seconds - held_back - 0.15 <= answer["data"]["audio_duration"] <= item.seconds + 0.15
 
 
 def test_ordinary_mp4_keeps_buffering_until_stop(server):

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     MAX_BYTES_PER_CONNECTION: int = Field(10 * 1024 * 1024, ge=1)
     """Audio bytes one connection may send (close 1009 above)."""
     MAX_AUDIO_SECONDS: float = Field(120.0, gt=0)
-    """Seconds of audio one connection may send (close 1009 above)."""
+    """Seconds of audio one connection may send (close 1009 above): decoding counts the seconds as it goes
+    and stops there, so no connection holds more than this much decoded audio."""
     MAX_FRAME_BYTES: int = Field(1024 * 1024, ge=1)
     """Largest single WebSocket frame (close 1009 above)."""
     IDLE_TIMEOUT_SECONDS: float = Field(30.0, gt=0)
@@ -105,6 +106,11 @@ class Settings(BaseSettings):
     """Bytes of audio to buffer before answering (the original design's 20 KB)."""
     MAX_UPLOAD_BYTES: int = Field(10 * 1024 * 1024, ge=1)
     """Largest audio file POST /detect accepts (413 above)."""
+    MAX_UPLOAD_SECONDS: float = Field(60.0, gt=0)
+    """POST /detect (and the command line) decode at most this many seconds of a file and answer on
+    them: decoding stops there, and the answer of a longer file says `"truncated": true`. The engine
+    looks at 30 s of speech at most; more lets it find speech that starts late, at a cost in memory (the
+    VAD's working memory grows with the audio: ~25 MB at 60 s, ~50 MB at 120 s, per request)."""
     TOP_K: int = Field(5, ge=1, le=100)
     """How many candidate languages each answer lists in `top`."""
     MIN_SPEECH_SECONDS: float = Field(0.5, ge=0.0)
@@ -147,7 +153,9 @@ class Settings(BaseSettings):
     STREAM_MIN_SPEECH_SECONDS: float = Field(1.0, ge=0.0)
     """End of speech: once this much speech was heard ..."""
     STREAM_END_SILENCE_SECONDS: float = Field(0.7, ge=0.0)
-    """... a pause of this long after the last speech ends the stream (`ended_by: "end_of_speech"`). 0: off."""
+    """... a pause (non-speech per the VAD) of this long after the last speech ends the stream (`ended_by:
+    "end_of_speech"`); the stream's VAD sees pauses from 0.25 s. 0: off. Chosen by measurement
+    (scripts/end_of_speech.py, README "End of speech")."""
     STREAM_NO_SPEECH_SECONDS: float = Field(4.0, ge=0.0)
     """A stream with no speech for this long ends (`ended_by: "no_speech"`); with less speech than
     STREAM_MIN_SPEECH_SECONDS, this long a pause after it ends it too. 0: off."""

@@ -1,22 +1,40 @@
 // LangShazam's page: record the microphone, stream it to /ws in stream mode, show the answers live.
 // Protocol: README.md, "WebSocket protocol (/ws)".
+//
+// While listening, partial answers are shown small and tentative ("maybe Spanish?"); the one final
+// statement comes when the server ends the stream: on the speaker's pause (it stops by itself), when it
+// is sure, on Stop, or at its time limit. "Not sure" offers the top candidates to retry with.
+
+import { LANGUAGES } from "./languages.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  listen: $("listen"), status: $("status"), level: $("level"), guess: $("guess"),
+  listen: $("listen"), status: $("status"), level: $("level"), guess: $("guess"), tentative: $("tentative"),
   guessLabel: $("guess-label"), guessName: $("guess-name"), guessConfidence: $("guess-confidence"),
-  bars: $("bars"), limit: $("limit"), langs: $("langs"), server: $("server"),
+  bars: $("bars"), limit: $("limit"), langs: $("langs"), langsError: $("langs-error"), server: $("server"),
+  maybe: $("maybe"), chips: $("chips"), retry: $("retry"), picker: document.querySelector(".picker"),
   continuous: $("continuous"), timeline: $("timeline"),
 };
 
 const REASONS = {
-  no_speech: ["No speech heard", "No speech heard. Try again, closer to the microphone."],
-  too_short: ["Too short", "Too little speech to tell. Speak for a few seconds."],
-  uncertain: ["Not sure", "Not sure which language that was. The closest candidates:"],
+  no_speech: ["No speech heard", "Try again, closer to the microphone."],
+  too_short: ["Too short", "Too little speech to tell. Say a whole sentence."],
+  uncertain: ["Not sure", "It could not tell which language that was."],
+};
+const ENDINGS = {
+  end_of_speech: "Stopped by itself when you paused.",
+  confident: "Sure enough: it stopped early.",
+  no_speech: "Stopped: it heard no speech.",
+  max_duration: "Stopped at the time limit.",
+  stop: "Stopped.",
+  shutdown: "The server is restarting: answered on what it heard.",
 };
 // Browser language tags whose ISO 639-1 code differs from Whisper's.
 const ALIASES = { nb: "no", iw: "he", in: "id", ji: "yi", jv: "jw", fil: "tl" };
 const MIME_TYPES = ["audio/webm;codecs=opus", "audio/webm", "audio/mp4", "audio/ogg;codecs=opus"];
+const CLOSE_TRY_AGAIN_LATER = 1013;
+const RETRY_DELAY_MS = 1000;
+const CHIPS = 3; // candidates offered on "Not sure"
 
 let session = null; // the recording under way, if any
 
@@ -25,12 +43,20 @@ function serverUrl() {
   return override || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
 }
 
-function toCodes(tags) {
-  const codes = tags
-    .map((tag) => tag.trim().toLowerCase().split(/[-_]/)[0])
-    .map((code) => ALIASES[code] || code)
-    .filter((code) => /^[a-z]{2,3}$/.test(code));
-  return [...new Set(codes)];
+const toCode = (tag) => {
+  const code = tag.trim().toLowerCase().split(/[-_]/)[0];
+  return ALIASES[code] || code;
+};
+
+// Browser languages -> the codes the server knows (for the prefilled field; unknown ones left out).
+function knownCodes(tags) {
+  return [...new Set(tags.map(toCode).filter((code) => code in LANGUAGES))];
+}
+
+// What the user typed: the codes, and those the server would not know.
+function parseField(text) {
+  const codes = [...new Set(text.split(/[\s,;]+/).filter(Boolean).map(toCode))];
+  return { codes, unknown: codes.filter((code) => !(code in LANGUAGES)) };
 }
 
 const pct = (p) => (typeof p !== "number" ? "–" : p > 0 && p < 0.005 ? "<1%" : `${Math.round(p * 100)}%`);
@@ -85,8 +111,15 @@ function clearResult() {
   ui.timeline.replaceChildren();
   ui.guess.hidden = true;
   delete ui.guess.dataset.language;
+  delete ui.guess.dataset.confident;
+  delete document.body.dataset.endedBy;
+  ui.tentative.hidden = true;
+  ui.tentative.textContent = "";
+  ui.maybe.hidden = true;
+  ui.chips.replaceChildren();
   ui.bars.replaceChildren();
   ui.bars.dataset.updates = "0";
+  ui.bars.classList.remove("final");
 }
 
 function renderBars(top) {
@@ -106,25 +139,81 @@ function renderBars(top) {
   ui.bars.dataset.updates = String(Number(ui.bars.dataset.updates || 0) + 1);
 }
 
-function showAnswer(data, final) {
+// A partial answer: small and tentative, never the answer.
+function showPartial(data) {
   renderBars(data.top || []);
+  ui.tentative.hidden = false;
+  const top = (data.top || [])[0];
+  ui.tentative.textContent = data.language
+    ? `maybe ${data.language_name}?`
+    : top ? `not sure yet (maybe ${top.language_name}?)` : "listening…";
+}
+
+// The final answer: one statement.
+function showFinal(data) {
+  ui.tentative.hidden = true;
+  renderBars(data.top || []);
+  ui.bars.classList.add("final");
   ui.guess.hidden = false;
-  ui.guessLabel.textContent = final ? "Answer" : "Best guess so far";
+  document.body.dataset.endedBy = data.ended_by || "";
   if (data.language) {
     ui.guess.dataset.language = data.language;
+    ui.guess.dataset.confident = String(Boolean(data.confident));
     ui.guessName.textContent = data.language_name;
-    ui.guessConfidence.textContent = data.confidence == null ? "" : `${pct(data.confidence)} sure`;
-    if (final) {
-      const sure = data.confidence == null ? "" : ` (${pct(data.confidence)} sure)`;
-      say(`It's ${data.language_name}${sure}.`);
+    if (data.confident) {
+      ui.guessLabel.textContent = "Answer";
+      ui.guessConfidence.textContent = `${pct(data.confidence)} sure`;
+    } else {
+      ui.guessLabel.textContent = "Best guess, not sure";
+      ui.guessConfidence.textContent = data.confidence == null ? "probably" : `probably (${pct(data.confidence)})`;
     }
-  } else if (final) {
-    const [title, sentence] = REASONS[data.reason] || ["No answer", "No answer."];
+  } else {
+    const [title, sentence] = REASONS[data.reason] || ["No answer", ""];
     ui.guess.dataset.language = "";
+    ui.guess.dataset.confident = "false";
+    ui.guessLabel.textContent = "Answer";
     ui.guessName.textContent = title;
-    ui.guessConfidence.textContent = "";
-    say(sentence);
+    ui.guessConfidence.textContent = sentence;
+    if (data.reason === "uncertain") offerCandidates(data.top || []);
   }
+  say(ENDINGS[data.ended_by] || "Done.");
+}
+
+// Continuous mode's summary: the timeline and how long each language was spoken.
+function showSummary(data) {
+  ui.tentative.hidden = true;
+  renderTimeline(data.segments || []);
+  renderBars([]);
+  const spoken = (data.languages || []).map((item) => `${item.language_name} (${item.seconds.toFixed(1)} s)`);
+  say(spoken.length ? `Languages spoken: ${spoken.join(", ")}.` : (REASONS[data.reason] || ["", "No answer."])[1]);
+}
+
+// "Not sure": the top candidates, ticked, and one tap to try again among them.
+function offerCandidates(top) {
+  const candidates = top.filter((item) => item.language in LANGUAGES).slice(0, CHIPS);
+  if (!candidates.length) return;
+  ui.chips.replaceChildren(...candidates.map((item) => {
+    const chip = Object.assign(document.createElement("button"), {
+      type: "button", className: "chip", textContent: item.language_name,
+    });
+    chip.dataset.language = item.language;
+    chip.setAttribute("aria-pressed", "true");
+    chip.addEventListener("click", () => {
+      chip.setAttribute("aria-pressed", chip.getAttribute("aria-pressed") === "true" ? "false" : "true");
+      ui.retry.disabled = !ui.chips.querySelector('[aria-pressed="true"]');
+    });
+    return chip;
+  }));
+  ui.retry.disabled = false;
+  ui.maybe.hidden = false;
+}
+
+function retryWithCandidates() {
+  const codes = [...ui.chips.querySelectorAll('[aria-pressed="true"]')].map((chip) => chip.dataset.language);
+  if (!codes.length || session) return;
+  ui.limit.checked = true;
+  ui.langs.value = codes.join(", ");
+  start();
 }
 
 function startMeter(s) {
@@ -143,14 +232,20 @@ function startMeter(s) {
   tick();
 }
 
+function closeConnection(c) {
+  if (!c) return;
+  c.closed = true;
+  if (c.recorder && c.recorder.state !== "inactive") c.recorder.stop();
+  if (c.ws && c.ws.readyState <= WebSocket.OPEN) c.ws.close(1000);
+}
+
 // Release the microphone, the meter and the socket; the session is over.
 function end(s, state) {
   s.done = true;
-  if (s.recorder && s.recorder.state !== "inactive") s.recorder.stop();
+  closeConnection(s.conn);
   if (s.stream) s.stream.getTracks().forEach((track) => track.stop());
   cancelAnimationFrame(s.frame);
   if (s.audio) s.audio.close().catch(() => {});
-  if (s.ws && s.ws.readyState <= WebSocket.OPEN) s.ws.close(1000);
   ui.level.style.transform = "scaleX(0)";
   if (session === s) {
     session = null;
@@ -164,17 +259,99 @@ function fail(s, message) {
   end(s, "error");
 }
 
+// One WebSocket connection and its recorder; a busy server (1013) gets one more try.
+function connect(s, url, languages) {
+  const c = { opened: false, closed: false, error: null };
+  s.conn = c;
+  try {
+    c.ws = new WebSocket(url);
+  } catch (err) {
+    return fail(s, `Bad server address ${url}: ${err.message}`);
+  }
+  c.ws.onopen = () => {
+    c.opened = true;
+    c.ws.send(JSON.stringify({ type: "start", mode: s.continuous ? "continuous" : "stream", ...(languages && { languages }) }));
+    const mimeType = MIME_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
+    c.recorder = new MediaRecorder(s.stream, mimeType ? { mimeType } : undefined);
+    c.recorder.ondataavailable = (event) => {
+      if (!c.closed && event.data.size && c.ws.readyState === WebSocket.OPEN) c.ws.send(event.data);
+    };
+    // recorder.stop() fires a last dataavailable, then stop: only then ask for the answer.
+    c.recorder.onstop = () => {
+      if (!c.closed && !s.done && c.ws.readyState === WebSocket.OPEN) c.ws.send(JSON.stringify({ type: "stop" }));
+    };
+    c.recorder.start(250);
+    if (session === s && document.body.dataset.state !== "stopping") {
+      setState("listening");
+      say(s.continuous ? "Listening… speak, switch languages, press Stop when done." : "Listening… speak now.");
+    }
+  };
+  c.ws.onmessage = (event) => {
+    if (session !== s || s.conn !== c) return;
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (message.status === "partial") {
+      showPartial(message.data);
+    } else if (message.status === "segment") {
+      s.segments.push(message.data);
+      renderTimeline(s.segments);
+      showPartial(message.data);
+    } else if (message.status === "success" && s.continuous) {
+      showSummary(message.data);
+      end(s, "done");
+    } else if (message.status === "success") {
+      showFinal(message.data);
+      end(s, "done");
+    } else if (message.status === "error") {
+      c.error = message.message; // the close code that follows says whether to try again
+    }
+  };
+  c.ws.onclose = (event) => {
+    if (s.done || session !== s || s.conn !== c) return;
+    if (event.code === CLOSE_TRY_AGAIN_LATER && !s.retried) {
+      s.retried = true;
+      closeConnection(c);
+      say("The server is busy; trying again…");
+      setTimeout(() => session === s && !s.done && connect(s, url, languages), RETRY_DELAY_MS);
+      return;
+    }
+    if (c.error) return fail(s, `The server said: ${c.error}`);
+    fail(s, c.opened
+      ? `The server closed the connection before answering (code ${event.code}${event.reason ? `: ${event.reason}` : ""}).`
+      : `Cannot reach the LangShazam server at ${url}. Is it running?`);
+  };
+}
+
 async function start() {
-  const s = (session = { done: false, opened: false, continuous: ui.continuous.checked, segments: [] });
+  ui.langsError.textContent = "";
+  let languages = null;
+  if (ui.limit.checked) {
+    const { codes, unknown } = parseField(ui.langs.value);
+    if (unknown.length) {
+      const message = `Unknown language code${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}. Use ISO 639-1 codes such as en, es, fr.`;
+      ui.langsError.textContent = message;
+      ui.picker.open = true;
+      say(message);
+      setState("error");
+      return;
+    }
+    if (!codes.length) {
+      say("Enter at least one language code, or untick “Only consider these languages”.");
+      setState("error");
+      return;
+    }
+    languages = codes;
+  }
+  const s = (session = { done: false, retried: false, continuous: ui.continuous.checked, segments: [] });
+  document.body.dataset.mode = s.continuous ? "continuous" : "stream";
   clearResult();
   setState("starting");
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || !window.MediaRecorder) {
     return fail(s, "This browser cannot record audio here. Use a current browser, on https or localhost.");
-  }
-  let languages = null;
-  if (ui.limit.checked) {
-    languages = toCodes(ui.langs.value.split(/[\s,;]+/));
-    if (!languages.length) return fail(s, "Enter at least one language code, or untick “Only consider these languages”.");
   }
   const AudioContext = window.AudioContext || window.webkitAudioContext;
   if (AudioContext) s.audio = new AudioContext(); // created in the click, so it may run
@@ -186,80 +363,26 @@ async function start() {
   }
   if (session !== s) return end(s, "idle"); // stopped while the browser was asking
   startMeter(s);
-
-  const url = serverUrl();
   say("Connecting…");
-  try {
-    s.ws = new WebSocket(url);
-  } catch (err) {
-    return fail(s, `Bad server address ${url}: ${err.message}`);
-  }
-  s.ws.onopen = () => {
-    s.opened = true;
-    s.ws.send(JSON.stringify({ type: "start", mode: s.continuous ? "continuous" : "stream", ...(languages && { languages }) }));
-    const mimeType = MIME_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
-    s.recorder = new MediaRecorder(s.stream, mimeType ? { mimeType } : undefined);
-    s.recorder.ondataavailable = (event) => {
-      if (event.data.size && s.ws.readyState === WebSocket.OPEN) s.ws.send(event.data);
-    };
-    // recorder.stop() fires a last dataavailable, then stop: only then ask for the answer.
-    s.recorder.onstop = () => {
-      if (!s.done && s.ws.readyState === WebSocket.OPEN) s.ws.send(JSON.stringify({ type: "stop" }));
-    };
-    s.recorder.start(250);
-    setState("listening");
-    say(s.continuous ? "Listening… speak, switch languages, press Stop when done." : "Listening… speak now.");
-  };
-  s.ws.onmessage = (event) => {
-    if (session !== s) return;
-    let message;
-    try {
-      message = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (message.status === "partial") {
-      showAnswer(message.data, false);
-    } else if (message.status === "segment") {
-      s.segments.push(message.data);
-      renderTimeline(s.segments);
-      showAnswer(message.data, false);
-      ui.guessLabel.textContent = "Last said";
-    } else if (message.status === "success" && s.continuous) {
-      renderTimeline(message.data.segments || []);
-      renderBars([]);
-      ui.guess.hidden = true;
-      const spoken = (message.data.languages || []).map((item) => `${item.language_name} (${item.seconds.toFixed(1)} s)`);
-      say(spoken.length ? `Languages spoken: ${spoken.join(", ")}.` : (REASONS[message.data.reason] || ["", "No answer."])[1]);
-      end(s, "done");
-    } else if (message.status === "success") {
-      showAnswer(message.data, true);
-      end(s, "done");
-    } else if (message.status === "error") {
-      fail(s, `The server said: ${message.message}`);
-    }
-  };
-  s.ws.onclose = (event) => {
-    if (s.done || session !== s) return;
-    fail(s, s.opened
-      ? `The server closed the connection before answering (code ${event.code}${event.reason ? `: ${event.reason}` : ""}).`
-      : `Cannot reach the LangShazam server at ${url}. Is it running?`);
-  };
+  connect(s, serverUrl(), languages);
 }
 
 function stop() {
   const s = session;
-  if (!s.recorder) {
+  const c = s.conn;
+  if (!c || !c.recorder) {
     say("Stopped."); // not streaming yet: just cancel
     return end(s, "idle");
   }
   setState("stopping");
   say("Working out the answer…");
-  if (s.recorder.state !== "inactive") s.recorder.stop();
+  if (c.recorder.state !== "inactive") c.recorder.stop();
   s.stream.getTracks().forEach((track) => track.stop());
 }
 
 ui.listen.addEventListener("click", () => (session ? stop() : start()));
-ui.langs.value = toCodes(navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"]).join(", ");
+ui.retry.addEventListener("click", retryWithCandidates);
+ui.langs.addEventListener("input", () => (ui.langsError.textContent = ""));
+ui.langs.value = knownCodes(navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"]).join(", ");
 ui.server.textContent = serverUrl();
 window.addEventListener("pagehide", () => session && end(session, "idle"));
