@@ -17,9 +17,11 @@ language as the one before (another clip), one in four a short turn (1-2 s of sp
 Measures, per set, through `processor.identify_timeline`'s building blocks (the same VAD, windows,
 engine detections, smoothing and segments):
 
-- speech time right: share of the reference speech (the turns) labelled with the right language; time
-  inside a turn not covered by a segment (a short pause) takes the nearest segment within 0.5 s,
-  otherwise it counts as wrong; a segment with no language (uncertain) counts as wrong;
+- speech time right: share of the reference speech labelled with the right language. Reference speech:
+  the speech of each turn (the VAD on the turn alone: pauses of 0.5 s and more inside a turn are not
+  speech); for the real recordings, the annotated spans. Reference speech not covered by a segment
+  takes the nearest segment within 0.5 s, otherwise it counts as wrong; a segment with no language
+  (uncertain) counts as wrong;
 - switches: a true switch (between turns of different languages, at the middle of the pause) is found
   when a predicted switch (between consecutive segments with different languages) lies within 1 s;
   unmatched predicted switches are invented; median boundary error over found switches;
@@ -62,10 +64,9 @@ UNCERTAIN = "?"  # the label of time in a segment that names no language
 # --tune: the choices swept (TimelineOptions fields).
 TUNING = {
     "window_seconds": (8.0,),
-    "merge_gap": (0.2,),
     "switch_penalty": (1.0, 2.0),
-    "context_seconds": (0.0, 2.0, 3.0, 4.0),
-    "focus_probability": (0.6, 0.5, 0.4),
+    "cut_at_pauses": (False, True),
+    "keep_confident": (False, True),
 }
 
 # The code-switching recordings of eval-more, annotated by hand from their VAD segments and transcripts
@@ -90,6 +91,8 @@ class Conversation:
     name: str
     samples: np.ndarray
     turns: list[tuple[str, float, float]]  # (language, start, end) in seconds
+    # Per turn, its speech (start, end) in seconds (the VAD on the turn alone); None: all of the turn.
+    speech: list[list[tuple[float, float]]] | None = None
 
     @property
     def seconds(self) -> float:
@@ -129,6 +132,7 @@ def make_conversations(set_name: str, by_lang: dict[str, list[Path]], count: int
         turns_wanted = rng.randint(4, 8)
         pieces: list[np.ndarray] = []
         turns: list[tuple[str, float, float]] = []
+        speech: list[list[tuple[float, float]]] = []
         used: set[Path] = set()
         position = 0
         previous = None
@@ -156,10 +160,12 @@ def make_conversations(set_name: str, by_lang: dict[str, list[Path]], count: int
                 pieces.append(pause)
                 position += len(pause)
             turns.append((lang, position / SAMPLE_RATE, (position + len(audio)) / SAMPLE_RATE))
+            speech.append([((position + a) / SAMPLE_RATE, (position + b) / SAMPLE_RATE)
+                           for a, b in vad.find_speech(audio).segments])
             pieces.append(audio.astype(np.float32))
             position += len(audio)
             previous = lang
-        conversations.append(Conversation(f"{set_name}#{number}", np.concatenate(pieces), turns))
+        conversations.append(Conversation(f"{set_name}#{number}", np.concatenate(pieces), turns, speech))
     return conversations
 
 
@@ -204,7 +210,8 @@ def score(conversation: Conversation, segments, turn_labels: list[str | None] | 
     step = 0.01
     right = total = uncertain = turn_right = 0
     for index, (lang, start, end) in enumerate(conversation.turns):
-        times = np.arange(start, end, step)
+        spans = conversation.speech[index] if conversation.speech else [(start, end)]
+        times = np.concatenate([np.arange(a, b, step) for a, b in spans] or [np.zeros(0)])
         labels = labels_at(times, segments)
         total += len(times)
         right += sum(label == lang for label in labels)
@@ -254,7 +261,8 @@ def row(label: str, summary: dict) -> list[object]:
             f"{summary['invented_per_minute']:.2f}", f"{summary['cost_per_minute']:.1f} s"]
 
 
-HEADERS = ["set", "conv.", "minutes", "speech time right", "uncertain", "turn by turn", "switches", "found", "missed", "invented",
+HEADERS = ["set", "conv.", "minutes", "speech time right", "uncertain", "turn by turn", "switches", "found", "missed",
+           "invented",
            "median boundary error", "invented / min", "timeline time / min of audio"]
 
 
@@ -319,7 +327,8 @@ def main() -> int:
             if cached:
                 regions = tl.speech_regions(speech.segments, options.merge_gap)
                 windows = []
-                for a, b, r in tl.cut_windows(regions, options.window_seconds):
+                pauses = speech.segments if options.cut_at_pauses else None
+                for a, b, r in tl.cut_windows(regions, options.window_seconds, pauses):
                     first, last = tl.with_context(a, b, len(conv.samples), options.context_seconds)
                     windows.append(tl.Window(a, b, r, detect(conv.samples[first:last], languages)))
                 segments = tl.build(windows, options, languages, conv.samples, detect)
@@ -362,7 +371,8 @@ def main() -> int:
         rows = []
         for options, summary in grid[:8]:
             check, _ = run(check_set, options)
-            rows.append([getattr(options, name) for name in TUNING] + row(args.tune_on, summary)[3:4] + row("", check)[3:4]
+            rows.append([getattr(options, name) for name in TUNING]
+                        + row(args.tune_on, summary)[3:4] + row("", check)[3:4]
                         + [f"{summary['invented_per_minute']:.2f} / {check['invented_per_minute']:.2f}",
                            f"{summary['median_boundary_error'] or 0:.2f} / {check['median_boundary_error'] or 0:.2f}"])
         out += [f"### Tuning on {args.tune_on}, checked on the other set (best 8 of {len(grid)})", "",
@@ -382,7 +392,8 @@ def main() -> int:
             rows.append(row(f"{name}, languages given", summary_c))
             results["sets"][name + ", languages given"] = {"summary": summary_c}
     out += [f"## Language timeline — {processor.engine.name}; window {base.window_seconds} s, merge gap "
-            f"{base.merge_gap} s, switch penalty {base.switch_penalty}, uncertain below {base.confidence.uncertain_below}, "
+            f"{base.merge_gap} s, switch penalty {base.switch_penalty}, focus {base.focus_probability}, "
+            f"uncertain below {base.confidence.uncertain_below}, "
             f"confident from {base.confidence.final_probability}", "",
             table(HEADERS, rows)]
     print("\n".join(out))

@@ -149,7 +149,8 @@ class ContinuousSession(Session):
                 await self._utterance(tail[:cut], head, offset, tracker, last, "end_of_speech")
                 offset += cut
                 tail = tail[cut:]
-                speech = Speech([(start - cut, end - cut) for start, end in speech.segments[len(head.segments):]])
+                rest = speech.segments[len(head.segments):]
+                speech = Speech([(start - cut, end - cut) for start, end in rest], speech.pad)
                 tracker, last = StreamTracker(policy), None
             ending = tracker.ending(speech, len(tail))
             if len(tail) >= policy.max_seconds * SAMPLE_RATE and speech.segments:
@@ -213,7 +214,7 @@ def earlier_utterance(tracker: StreamTracker, speech: Speech) -> tuple[Speech, i
     """The first utterance that the pause rule ends before the last speech segment begins: its speech
     and the sample where it ends; None if there is none."""
     for index in range(len(speech.segments) - 1):
-        head = Speech(speech.segments[: index + 1])
+        head = Speech(speech.segments[: index + 1], speech.pad)
         if tracker.ending(head, speech.segments[index + 1][0]) == "end_of_speech":
             return head, speech.segments[index][1]
     return None

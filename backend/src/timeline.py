@@ -46,6 +46,8 @@ class TimelineOptions:
     switch_penalty: float = 2.0  # cost (in log-probability) of changing language between windows
     reference_seconds: float = 2.0  # a window this long or longer counts fully in the smoothing
     refine: bool = True  # second pass: one detection per run of same-language windows, then smooth again
+    cut_at_pauses: bool = True  # a region longer than a window is cut at its pauses (else in equal pieces)
+    keep_confident: bool = True  # a window confident by the honesty rule keeps its own language
     context_seconds: float = 0.0  # a shorter window is detected with the audio around it, up to this long
     focus_probability: float = 0.4  # only the languages some window names this surely (heard_languages); 1: all
     min_silence_ms: int = 150  # VAD: shortest pause that ends a speech segment
@@ -137,15 +139,30 @@ def speech_regions(segments: list[tuple[int, int]], merge_gap: float) -> list[tu
     return regions
 
 
-def cut_windows(regions: list[tuple[int, int]], window_seconds: float) -> list[tuple[int, int, int]]:
-    """(start, end, region) of equal pieces at most `window_seconds` long, covering each region."""
-    pieces = []
+def cut_windows(regions: list[tuple[int, int]], window_seconds: float,
+                segments: list[tuple[int, int]] | None = None) -> list[tuple[int, int, int]]:
+    """(start, end, region) of windows at most `window_seconds` long covering each region. A longer
+    region is cut at its own pauses when the VAD `segments` are given (consecutive segments packed
+    into windows up to that length: a change of language mostly falls at a pause), else in equal
+    pieces; a segment longer than a window is cut in equal pieces."""
     longest = window_seconds * SAMPLE_RATE
+    windows = []
     for index, (start, end) in enumerate(regions):
-        count = max(1, math.ceil((end - start) / longest))
-        bounds = np.linspace(start, end, count + 1).round().astype(int)
-        pieces += [(int(a), int(b), index) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    return pieces
+        inside = [(a, b) for a, b in segments or [] if a >= start and b <= end] if end - start > longest else []
+        pieces = []
+        for a, b in inside or [(start, end)]:
+            count = max(1, math.ceil((b - a) / longest))
+            bounds = np.linspace(a, b, count + 1).round().astype(int)
+            pieces += [(int(x), int(y)) for x, y in zip(bounds[:-1], bounds[1:]) if y > x]
+        first, last = pieces[0]
+        for a, b in pieces[1:]:
+            if b - first <= longest:
+                last = b
+            else:
+                windows.append((first, last, index))
+                first, last = a, b
+        windows.append((first, last, index))
+    return windows
 
 
 def with_context(start: int, end: int, total: int, context_seconds: float) -> tuple[int, int]:
@@ -241,7 +258,8 @@ def window_detections(samples: np.ndarray, detect: Detect, vad: VoiceActivityDet
     speech = vad.find_speech(samples)
     regions = speech_regions(speech.segments, options.merge_gap)
     windows = []
-    for start, end, region in cut_windows(regions, options.window_seconds):
+    pauses = speech.segments if options.cut_at_pauses else None
+    for start, end, region in cut_windows(regions, options.window_seconds, pauses):
         first, last = with_context(start, end, len(samples), options.context_seconds)
         windows.append(Window(start, end, region, detect(samples[first:last], languages)))
     return windows, speech.seconds
@@ -294,11 +312,21 @@ def build(windows: list[Window], options: TimelineOptions, languages: list[str] 
         if heard:
             languages = heard
             windows = [replace(w, probabilities=_restricted(w.probabilities, heard)) for w in windows]
-    labels = smooth(windows, options.switch_penalty, options.reference_seconds, languages)
+    labels = _labels(windows, options, languages)
     if options.refine and samples is not None and detect is not None:
         windows = refine(windows, labels, samples, detect, languages)
-        labels = smooth(windows, options.switch_penalty, options.reference_seconds, languages)
+        labels = _labels(windows, options, languages)
     return segments_of(windows, labels, options)
+
+
+def _labels(windows: list[Window], options: TimelineOptions, languages: list[str] | None) -> list[str]:
+    """The smoothed language of each window; a window the honesty rule finds confident keeps its own
+    (smoothing is for doubtful windows: a short confident turn between two others is no doubt)."""
+    labels = smooth(windows, options.switch_penalty, options.reference_seconds, languages)
+    if options.keep_confident:
+        labels = [w.probabilities[0][0] if options.confidence.verdict(w.probabilities).confident else label
+                  for w, label in zip(windows, labels)]
+    return labels
 
 
 def timeline(samples: np.ndarray, detect: Detect, vad: VoiceActivityDetector,

@@ -97,7 +97,8 @@ def test_one_doubtful_window_makes_no_switch():
     sure_en = [("en", 0.95), ("de", 0.03)]
     doubt_de = [("de", 0.55), ("en", 0.35)]
     sure_de = [("de", 0.96), ("en", 0.02)]
-    options = TimelineOptions(switch_penalty=2.0, confidence=ConfidenceRule(final_probability=0.85, uncertain_below=0.5))
+    rule = ConfidenceRule(final_probability=0.85, uncertain_below=0.5)
+    options = TimelineOptions(switch_penalty=2.0, confidence=rule)
     windows = [_window(0, 3, sure_en), _window(3, 6, sure_en), _window(6, 9, doubt_de), _window(9, 12, sure_en)]
     segments = build(windows, options)
     assert [(s.language, s.start, s.end) for s in segments] == [("en", 0.0, 12.0)]
