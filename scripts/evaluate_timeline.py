@@ -63,10 +63,10 @@ NEAREST_SECONDS = 0.5  # uncovered reference time takes the nearest segment this
 UNCERTAIN = "?"  # the label of time in a segment that names no language
 # --tune: the choices swept (TimelineOptions fields).
 TUNING = {
-    "window_seconds": (8.0,),
-    "switch_penalty": (1.0, 2.0),
-    "cut_at_pauses": (False, True),
-    "keep_confident": (False, True),
+    "window_seconds": (3.0, 5.0, 8.0),
+    "merge_gap": (0.0, 0.2, 0.5),
+    "switch_penalty": (1.0, 2.0, 3.0),
+    "focus_probability": (1.0, 0.4),
 }
 
 # The code-switching recordings of eval-more, annotated by hand from their VAD segments and transcripts
