@@ -297,7 +297,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
             try:
-                with urllib.request.urlopen(self.http + "/", timeout=2) as response:
+                with urllib.request.urlopen(self.http + "/ready", timeout=2) as response:
                     if response.status == 200:
                         self._sampler.start()
                         return time.perf_counter() - self.started

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the Docker image with podman, run it on loopback and check it end to end: the health check,
-# GET /, GET /metrics, one WebSocket detection of a real clip, and a clean stop on SIGTERM.
+# GET /, GET /ready, GET /metrics, one WebSocket detection of a real clip, and a clean stop on SIGTERM; then
+# `podman kube play` of deploy/kubernetes' Deployment (read-only root filesystem, non-root): ready, one detection.
 # Prints the build time, the time from `podman run` to healthy, and the image size.
 #
 #   bash scripts/container-smoke.sh
@@ -14,7 +15,8 @@
 #   NO_CACHE=1      build without the layer cache (a cold build; pip still downloads through its config)
 #   DEBIAN_MIRROR   apt mirror for the local base image (default: the host's own apt source)
 #   BASE_SUITE      Debian release of the local base image (default: the host's, e.g. bookworm)
-#   PYTHON          a Python with `websockets` for the client (default: .venv, then python3, else a temp venv)
+#   PYTHON          a Python with `websockets` and `yaml` for the client (default: .venv, then python3, else a temp venv)
+#   KUBE_PLAY=0     skip step 8 (podman kube play of deploy/kubernetes/deployment.yaml with its ConfigMap)
 #
 # On a machine with podman and no reachable image registry (root, Debian), it also does the one-off
 # set-up: installs podman/runc/buildah/debootstrap if missing, writes a containers.conf if there is none,
@@ -34,6 +36,7 @@ HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-180}
 NAME=langshazam-smoke-$$
 WORK=$(mktemp -d)
 STARTED_CONTAINER=""
+KUBE_YAML=""
 
 log() { printf '== %s\n' "$*"; }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
@@ -49,6 +52,9 @@ cleanup() {
             podman logs --tail 40 "$NAME" >&2 2>&1 || true
         fi
         podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
+    fi
+    if [ -n "$KUBE_YAML" ]; then
+        podman kube down "$KUBE_YAML" >/dev/null 2>&1 || true
     fi
     rm -rf "$WORK"
     [ "$rc" = 0 ] || echo "container smoke test FAILED" >&2
@@ -241,7 +247,7 @@ log "healthy after ${healthy_seconds}s"
 # --- 6. HTTP and WebSocket checks from the host ----------------------------------------------------------
 if [ -z "${PYTHON:-}" ]; then
     for candidate in "$ROOT/.venv/bin/python" python3; do
-        if command -v "$candidate" >/dev/null && "$candidate" -c 'import websockets' 2>/dev/null; then
+        if command -v "$candidate" >/dev/null && "$candidate" -c 'import websockets, yaml' 2>/dev/null; then
             PYTHON=$candidate
             break
         fi
@@ -250,10 +256,10 @@ fi
 if [ -z "${PYTHON:-}" ]; then
     log "no Python with websockets: making a temporary venv"
     python3 -m venv "$WORK/venv"
-    "$WORK/venv/bin/python" -m pip install -q websockets 2> >(grep -v "is ignored: it is neither" >&2)
+    "$WORK/venv/bin/python" -m pip install -q websockets pyyaml 2> >(grep -v "is ignored: it is neither" >&2)
     PYTHON=$WORK/venv/bin/python
 fi
-"$PYTHON" - "http://127.0.0.1:$PORT" "$clip_path" "$EXPECT_LANG" <<'EOF'
+cat >"$WORK/check.py" <<'EOF'
 import asyncio, json, sys, time, urllib.request
 from pathlib import Path
 
@@ -269,6 +275,15 @@ def get(path):
 root = get("/")
 assert root == {"message": "Server is running!"}, f"GET / answered {root!r}"
 print(f"GET / -> {json.dumps(root)}")
+deadline = time.monotonic() + 60  # healthy (GET /) can come before the model is loaded (GET /ready)
+while True:
+    try:
+        ready = get("/ready")
+        break
+    except OSError:
+        assert time.monotonic() < deadline, "GET /ready not 200 within 60 s"
+        time.sleep(0.2)
+print(f"GET /ready -> {json.dumps(ready)}")
 metrics = get("/metrics")
 assert isinstance(metrics, dict) and "total_requests" in metrics, f"GET /metrics answered {metrics!r}"
 print(f"GET /metrics -> total_requests={metrics['total_requests']}")
@@ -300,6 +315,8 @@ after = get("/metrics")
 print(f"GET /metrics -> total_requests={after['total_requests']}")
 EOF
 
+"$PYTHON" "$WORK/check.py" "http://127.0.0.1:$PORT" "$clip_path" "$EXPECT_LANG"
+
 # --- 7. stop: SIGTERM reaches python, which drains and exits 0 -------------------------------------------
 t0=$(now)
 podman stop -t 30 "$NAME" 2> >(quiet_systemd >&2) >/dev/null
@@ -308,9 +325,54 @@ exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")
 [ "$exit_code" = 0 ] || die "the container exited with $exit_code on SIGTERM"
 log "stopped by SIGTERM in ${stop_seconds}s, exit code 0"
 
+# --- 8. podman kube play: deploy/kubernetes' Deployment and ConfigMap as written (one replica, this image,
+# a host port on loopback): non-root, read-only root filesystem, the baked model, ready, one detection -----
+kube_seconds=skipped
+if [ "${KUBE_PLAY:-1}" = 1 ]; then
+    KUBE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$PYTHON" - deploy/kubernetes/deployment.yaml "$IMAGE" "$KUBE_PORT" >"$WORK/deployment.yaml" <<'EOF'
+import sys, yaml
+deployment = yaml.safe_load(open(sys.argv[1]))
+deployment["spec"]["replicas"] = 1
+container = deployment["spec"]["template"]["spec"]["containers"][0]
+container["image"] = sys.argv[2] if "/" in sys.argv[2] else "localhost/" + sys.argv[2]
+container["ports"][0].update(hostPort=int(sys.argv[3]), hostIP="127.0.0.1")
+print(yaml.safe_dump(deployment))
+EOF
+    log "podman kube play --configmap deploy/kubernetes/configmap.yaml deployment.yaml (port $KUBE_PORT)"
+    t0=$(now)
+    KUBE_YAML=$WORK/deployment.yaml
+    podman kube play --configmap deploy/kubernetes/configmap.yaml "$KUBE_YAML" >"$WORK/kube-play.txt" 2> >(quiet_systemd >&2)
+    kube_container=$(awk '/^Container:/ { getline; print; exit }' "$WORK/kube-play.txt")
+    [ -n "$kube_container" ] || die "podman kube play started no container: $(cat "$WORK/kube-play.txt")"
+    deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
+    until python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+            "http://127.0.0.1:$KUBE_PORT/ready" 2>/dev/null; do
+        [ "$(podman inspect --format '{{.State.Running}}' "$kube_container")" = true ] \
+            || { podman logs --tail 40 "$kube_container" >&2; die "the pod's container exited"; }
+        [ "$(date +%s)" -lt "$deadline" ] || die "the pod was not ready after ${HEALTH_TIMEOUT}s"
+        sleep 0.5
+    done
+    kube_seconds=$(elapsed "$t0" "$(now)")
+    log "pod ready (GET /ready 200) after ${kube_seconds}s"
+    [ "$(podman inspect --format '{{.HostConfig.ReadonlyRootfs}}' "$kube_container")" = true ] \
+        || die "the pod's root filesystem is not read-only"
+    [ "$(podman exec "$kube_container" id -u)" = 10001 ] || die "the pod does not run as uid 10001"
+    if podman exec "$kube_container" touch /app/probe 2>/dev/null; then
+        die "the pod could write to its root filesystem"
+    fi
+    podman exec "$kube_container" touch /tmp/probe || die "the pod cannot write to /tmp (its emptyDir)"
+    log "pod: uid 10001, read-only root filesystem, /tmp writable"
+    "$PYTHON" "$WORK/check.py" "http://127.0.0.1:$KUBE_PORT" "$clip_path" "$EXPECT_LANG"
+    podman kube down "$KUBE_YAML" >/dev/null 2> >(quiet_systemd >&2)
+    KUBE_YAML=""
+    log "podman kube down: pod removed"
+fi
+
 echo
 echo "container smoke test passed"
 printf '  build time:        %ss%s\n' "$build_seconds" "$([ "${NO_CACHE:-0}" = 1 ] && echo ' (no cache)')"
 printf '  run to healthy:    %ss\n' "$healthy_seconds"
 printf '  SIGTERM to exit:   %ss\n' "$stop_seconds"
 printf '  image size:        %s MB (%s)\n' "$(( image_bytes / 1000000 ))" "$IMAGE"
+printf '  kube play to ready: %ss\n' "$kube_seconds"

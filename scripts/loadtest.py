@@ -278,12 +278,12 @@ class ServerHandle:
                 if process.poll() is not None:
                     tail = log_path.read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"the server exited with {process.returncode}:\n{tail}")
-                try:
-                    http_json(server.http, "/", timeout=2)
+                try:  # GET /ready: 503 (an OSError here) until the model is loaded
+                    http_json(server.http, "/ready", timeout=2)
                     return server
                 except (OSError, ValueError):
                     time.sleep(0.25)
-            raise RuntimeError(f"the server did not answer GET / within {timeout:g} s (log {log_path})")
+            raise RuntimeError(f"the server was not ready (GET /ready) within {timeout:g} s (log {log_path})")
         except BaseException:  # also Ctrl-C while it starts: never leave it running
             server.stop()
             raise

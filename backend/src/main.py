@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -30,6 +31,38 @@ from .metrics import ServerMetrics
 from .websocket_manager import Limits, WebSocketManager
 
 logger = logging.getLogger("src.main")
+
+
+class Readiness:
+    """What GET /ready answers: `loading` (503) until the engine is loaded, `ready` (200), then `draining`
+    (503) from the moment a shutdown signal arrives; `failed` (503) when the engine could not load.
+
+    `refusing` says when new work (WebSocket upgrades, POSTs) gets 503: before the engine is loaded, and once
+    draining has begun (after SHUTDOWN_READINESS_DELAY_SECONDS). A proxy retries a 503 on another replica."""
+
+    def __init__(self) -> None:
+        self.loaded = False
+        self.failed = False
+        self.shutting_down = False  # a signal arrived: not ready, though still serving during the delay
+        self.draining = False  # new work refused, open connections finishing
+
+    @property
+    def state(self) -> str:
+        if self.failed:
+            return "failed"
+        if self.shutting_down:
+            return "draining"
+        return "ready" if self.loaded else "loading"
+
+    @property
+    def refusing(self) -> str | None:
+        """Why new work is refused now, if it is."""
+        if not self.loaded:
+            return "the server is still loading its model: try again shortly"
+        if self.draining:
+            return "the server is shutting down: try again on another server"
+        return None
+
 
 WEB_DIR = Path(__file__).resolve().parent / "web"  # the browser page served at /ui
 
@@ -62,15 +95,30 @@ def create_app(settings: Settings) -> FastAPI:
         once_quiet_seconds=settings.ONCE_QUIET_SECONDS,
     )
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    readiness = Readiness()
+
+    async def load_engine() -> None:
         started = time.perf_counter()
-        await asyncio.to_thread(audio_processor.load)
+        try:
+            await asyncio.to_thread(audio_processor.load)
+        except Exception:
+            readiness.failed = True
+            logger.exception("Engine %s failed to load: shutting down", audio_processor.engine.name)
+            signal.raise_signal(signal.SIGTERM)
+            return
+        readiness.loaded = True
         logger.info(
             "Engine %s ready in %.2fs; listening for audio on /ws",
             audio_processor.engine.name, time.perf_counter() - started,
         )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The model loads while the server already listens: GET / (liveness) answers at once, GET /ready
+        # says 503 until the engine can work, and requests that need it get 503 (see refuse_when_not_ready).
+        loading = asyncio.create_task(load_engine())
         yield
+        await loading
         audio_processor.close()
         logger.info("Engine %s closed", audio_processor.engine.name)
 
@@ -86,6 +134,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.state.audio_processor = audio_processor
     app.state.ws_manager = ws_manager
+    app.state.readiness = readiness
+
+    def not_ready_response(reason: str) -> JSONResponse:
+        return JSONResponse(protocol.error(reason, "http"), status_code=503, headers={"Retry-After": "2"})
+
+    @app.middleware("http")
+    async def refuse_when_not_ready(request: Request, call_next):  # noqa: ANN001, ANN202
+        # Every POST route needs the engine; GET routes (health, metrics, the page) always answer.
+        reason = readiness.refusing
+        if request.method == "POST" and reason is not None:
+            metrics.rejected("not_ready")
+            return not_ready_response(reason)
+        return await call_next(request)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -105,6 +166,12 @@ def create_app(settings: Settings) -> FastAPI:
     async def root() -> dict[str, str]:
         return {"message": "Server is running!"}
 
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        """Readiness: 200 once the engine is loaded and the server accepts work; 503 while it loads and
+        from the moment it is asked to shut down."""
+        return JSONResponse({"status": readiness.state}, status_code=200 if readiness.state == "ready" else 503)
+
     @app.get("/metrics", dependencies=[Depends(require_api_key)])
     async def get_metrics() -> dict:
         return metrics.get_metrics_dict()
@@ -123,6 +190,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
+        reason = readiness.refusing
+        if reason is not None:
+            # An HTTP 503 to the upgrade, not an accepted connection closed with 1013: a proxy (nginx's
+            # proxy_next_upstream http_503) then hands the session to another replica.
+            metrics.rejected("not_ready")
+            logger.info("WebSocket upgrade refused with 503: %s", reason)
+            await websocket.send_denial_response(not_ready_response(reason))
+            return
         started = time.perf_counter()
         await ws_manager.handle_connection(websocket)
         logger.info("WebSocket connection lasted %.2fs", time.perf_counter() - started)
@@ -131,8 +206,10 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 class GracefulServer(uvicorn.Server):
-    """On SIGTERM/SIGINT: refuse new WebSocket connections, let open ones answer on what they have (up to
-    SHUTDOWN_GRACE_SECONDS), then let uvicorn shut down. A second signal exits at once."""
+    """On SIGTERM/SIGINT: GET /ready turns 503 at once while the server goes on serving for
+    SHUTDOWN_READINESS_DELAY_SECONDS (so load balancers' health checks stop sending it new sessions), then
+    it refuses new WebSocket connections, lets open ones answer on what they have (up to
+    SHUTDOWN_GRACE_SECONDS), and lets uvicorn shut down. A second signal exits at once."""
 
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
@@ -142,13 +219,27 @@ class GracefulServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame) -> None:  # type: ignore[override]
         if self._draining is not None or self.should_exit:
             return super().handle_exit(sig, frame)
-        logger.info("Signal %s: draining open connections before shutting down", sig)
+        readiness: Readiness = self._app.state.readiness
+        if readiness.failed:  # raised by the engine's loader: nothing to drain; main() exits with 1
+            self.should_exit = True
+            return
+        readiness.shutting_down = True
+        logger.info("Signal %s: readiness off (GET /ready answers 503), then draining open connections", sig)
         loop = asyncio.get_event_loop()
         self._draining = loop.create_task(self._drain_then_exit(sig, frame))
 
     async def _drain_then_exit(self, sig: int, frame) -> None:
+        settings: Settings = self._app.state.settings
+        if settings.SHUTDOWN_READINESS_DELAY_SECONDS > 0:
+            logger.info(
+                "Still serving for %.1fs (SHUTDOWN_READINESS_DELAY_SECONDS) before refusing new connections",
+                settings.SHUTDOWN_READINESS_DELAY_SECONDS,
+            )
+            await asyncio.sleep(settings.SHUTDOWN_READINESS_DELAY_SECONDS)
         manager: WebSocketManager = self._app.state.ws_manager
-        await manager.drain(self._app.state.settings.SHUTDOWN_GRACE_SECONDS)
+        self._app.state.readiness.draining = True
+        logger.info("Draining open connections (up to %.1fs)", settings.SHUTDOWN_GRACE_SECONDS)
+        await manager.drain(settings.SHUTDOWN_GRACE_SECONDS)
         super().handle_exit(sig, frame)
 
 
@@ -178,6 +269,8 @@ def main() -> None:
         return
     server = GracefulServer(uvicorn.Config(app, **options), app)
     server.run()
+    if app.state.readiness.failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from collections import Counter, deque
 from typing import Any
 
 import psutil
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client import Counter as PromCounter
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class ServerMetrics:
 
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds
         self._p_connections = PromCounter("langshazam_connections", "WebSocket connections opened", registry=r)
         self._p_active = Gauge("langshazam_active_connections", "Open WebSocket connections", registry=r)
         self._p_requests = PromCounter("langshazam_requests", "Detections requested", registry=r)

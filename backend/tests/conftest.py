@@ -85,8 +85,8 @@ def start_server(tmp_dir: Path, model_cache: Path, extra_env: dict | None = None
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-            try:
-                if httpx.get(server.http + "/", timeout=2).status_code == 200:
+            try:  # GET /ready: 503 while the model loads, 200 once the server takes work
+                if httpx.get(server.http + "/ready", timeout=2).status_code == 200:
                     return server
             except httpx.HTTPError:
                 pass

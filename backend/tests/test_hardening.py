@@ -269,7 +269,7 @@ def test_engine_exception_fails_only_that_connection(model_cache, tmp_path):
     thread.start()
     try:
         deadline = time.monotonic() + 60
-        while not server.started and time.monotonic() < deadline:
+        while not (server.started and app.state.readiness.loaded) and time.monotonic() < deadline:
             time.sleep(0.05)
         processor.engine.detect = failing_once
         url = f"ws://127.0.0.1:{port}/ws"

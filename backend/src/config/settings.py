@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     and a stream skips a partial answer rather than queue it."""
     SHUTDOWN_GRACE_SECONDS: float = Field(20.0, ge=0)
     """On SIGTERM: stop accepting, let open connections get their answers for up to this long, then exit."""
+    SHUTDOWN_READINESS_DELAY_SECONDS: float = Field(0.0, ge=0)
+    """On SIGTERM, first: GET /ready answers 503 while the server goes on serving, for this long, so that a
+    load balancer's health checks stop sending it new sessions; then the drain above. 0: drain at once.
+    Behind a load balancer, set it longer than the balancer's check interval times its failure threshold."""
 
     # --- engine -------------------------------------------------------------------------------
     ENGINE: Literal["local", "openai"] = "local"
