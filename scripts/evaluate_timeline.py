@@ -329,8 +329,7 @@ def main() -> int:
                 windows = []
                 pauses = speech.segments if options.cut_at_pauses else None
                 for a, b, r in tl.cut_windows(regions, options.window_seconds, pauses):
-                    first, last = tl.with_context(a, b, len(conv.samples), options.context_seconds)
-                    windows.append(tl.Window(a, b, r, detect(conv.samples[first:last], languages)))
+                    windows.append(tl.Window(a, b, r, detect(conv.samples[a:b], languages)))
                 segments = tl.build(windows, options, languages, conv.samples, detect)
             else:
                 segments = tl.timeline(conv.samples, detect, vad, options, languages).segments

@@ -2,13 +2,18 @@
 
 1. The VAD (with a short minimum silence, so that turn-taking pauses show) finds the speech; speech
    regions closer than `merge_gap` are merged.
-2. Each region is cut into windows a detection can judge: as many equal pieces as needed to keep each
-   at most `window_seconds` long (long monologues are cut, a short turn stays whole).
-3. One detection per window (the engine's own batching applies to windows of equal padded length).
-4. Viterbi over the windows: each window scores each language by the log of its probability (weighted
+2. Each region is cut into windows a detection can judge, at most `window_seconds` long: a longer region
+   at its own pauses (a change of language mostly falls at one), speech without a pause in equal pieces.
+3. One detection per window, one after another in one inference slot (the local engine batches them with
+   other connections' detections of the same padded length).
+4. Only the languages some window names with at least `focus_probability` are considered (a
+   conversation uses few languages), the windows' probabilities renormalised over them.
+5. Viterbi over the windows: each window scores each language by the log of its probability (weighted
    by the window's length, short windows saying less), and changing language costs `switch_penalty`,
-   so that one doubtful window does not make a switch.
-5. Consecutive windows of the same language in the same region become a segment; its probabilities are
+   so that one doubtful window does not make a switch; a window the honesty rule finds confident keeps
+   its own language. Each run of windows of one language is then detected as a whole (`refine`: longer
+   audio is judged better) and smoothed again.
+6. Consecutive windows of the same language in the same region become a segment; its probabilities are
    the windows' length-weighted mean (of calibrated probabilities). The honesty rule every answer follows
    (src/confidence.py) judges it: under UNCERTAIN_BELOW it names no language (`reason: "uncertain"`)
    rather than guess; `confident` as for any answer.
@@ -41,19 +46,17 @@ _FLOOR = 1e-4  # probability given to a language a window does not list (log sta
 
 @dataclass(frozen=True)
 class TimelineOptions:
-    window_seconds: float = 8.0  # longest window; longer regions are cut into equal pieces
+    window_seconds: float = 8.0  # longest window; longer regions are cut (at pauses, else in equal pieces)
     merge_gap: float = 0.2  # speech regions closer than this (s) are one region
     switch_penalty: float = 2.0  # cost (in log-probability) of changing language between windows
     reference_seconds: float = 2.0  # a window this long or longer counts fully in the smoothing
     refine: bool = True  # second pass: one detection per run of same-language windows, then smooth again
     cut_at_pauses: bool = True  # a region longer than a window is cut at its pauses (else in equal pieces)
     keep_confident: bool = True  # a window confident by the honesty rule keeps its own language
-    context_seconds: float = 0.0  # a shorter window is detected with the audio around it, up to this long
     focus_probability: float = 0.4  # only the languages some window names this surely (heard_languages); 1: all
     min_silence_ms: int = 150  # VAD: shortest pause that ends a speech segment
     # The honesty rule (src/confidence.py): when a segment may name its language, and when it is confident.
     confidence: ConfidenceRule = field(default_factory=ConfidenceRule.default)
-    top_k: int = 3  # candidates listed per segment
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "TimelineOptions":
@@ -165,17 +168,7 @@ def cut_windows(regions: list[tuple[int, int]], window_seconds: float,
     return windows
 
 
-def with_context(start: int, end: int, total: int, context_seconds: float) -> tuple[int, int]:
-    """The audio a window is judged on: itself, widened evenly (within the input) to `context_seconds`."""
-    missing = int(context_seconds * SAMPLE_RATE) - (end - start)
-    if missing <= 0:
-        return start, end
-    first = max(0, start - missing // 2)
-    last = min(total, first + (end - start) + missing)
-    return max(0, min(first, last - (end - start) - missing)), last
-
-
-# --- 4: smoothing ------------------------------------------------------------------------------
+# --- 4-5: focus and smoothing -------------------------------------------------------------------
 
 def smooth(windows: list[Window], switch_penalty: float, reference_seconds: float,
            languages: list[str] | None = None) -> list[str]:
@@ -216,7 +209,7 @@ def _states(windows: list[Window]) -> list[str]:
     return list(states)
 
 
-# --- 5: segments -------------------------------------------------------------------------------
+# --- 6: segments -------------------------------------------------------------------------------
 
 def segments_of(windows: list[Window], labels: list[str], options: TimelineOptions) -> list[Segment]:
     """Runs of windows with the same label in the same speech region, as segments."""
@@ -260,8 +253,7 @@ def window_detections(samples: np.ndarray, detect: Detect, vad: VoiceActivityDet
     windows = []
     pauses = speech.segments if options.cut_at_pauses else None
     for start, end, region in cut_windows(regions, options.window_seconds, pauses):
-        first, last = with_context(start, end, len(samples), options.context_seconds)
-        windows.append(Window(start, end, region, detect(samples[first:last], languages)))
+        windows.append(Window(start, end, region, detect(samples[start:end], languages)))
     return windows, speech.seconds
 
 
