@@ -105,7 +105,7 @@ async def detect(
     metrics: Annotated[ServerMetrics, Depends(get_metrics)],
     languages: Annotated[str | None, Query(description="candidate languages, e.g. en,es,fr")] = None,
     top_k: Annotated[int | None, Query(ge=1, le=100, description="how many candidates to list")] = None,
-    timeline: Annotated[bool, Query(description="also answer the language timeline: who spoke which language when")] = False,
+    timeline: Annotated[bool, Query(description="also answer the language timeline: which language when")] = False,
 ) -> JSONResponse:
     request_id = str(uuid.uuid4())[:8]
     settings = request.app.state.settings
