@@ -658,6 +658,10 @@ def report_end_of_speech(eos: dict, out: list) -> dict:
     results: list[EosResult] = eos["results"]
     by_pause = [r for r in results if r.ended_by == "end_of_speech" and r.final is not None]
     finals = [r.final for r in by_pause]
+    # Where the time goes: the pause the rule waited for (audio after the speech that the final rests on),
+    # and the rest (the chunk's 250 ms, the encoder's lag, decoding, VAD, detection, the machine's load).
+    waited = [r.audio_duration - r.speech_end for r in by_pause if r.audio_duration is not None]
+    rest = [r.final - (r.audio_duration - r.speech_end) for r in by_pause if r.audio_duration is not None]
     firsts = [r.first_partial for r in results if r.first_partial is not None]
     silent = eos["silent"]
     no_speech = [r.final_from_start for r in silent if r.ended_by == "no_speech"]
@@ -671,6 +675,10 @@ def report_end_of_speech(eos: dict, out: list) -> dict:
             "without padding on the clip. Each chunk is sent when its 250 ms have been \"recorded\".", "",
             table(["", "median", "p95", "n"], [
                 ["end of speech to final answer", ms(med(finals)), ms(p95(finals)), len(finals)],
+                ["  of which: audio after the speech in the final (the pause waited for)", ms(med(waited)),
+                 ms(p95(waited)), len(waited)],
+                ["  of which: the rest (chunking, encoder lag, decoding, VAD, detection, load)", ms(med(rest)),
+                 ms(p95(rest)), len(rest)],
                 ["speech start to first partial answer", ms(med(firsts)), ms(p95(firsts)), len(firsts)],
                 ["silent stream: start to `no_speech` final", ms(med(no_speech)), ms(p95(no_speech)), len(no_speech)],
             ]), "",
@@ -688,6 +696,7 @@ def report_end_of_speech(eos: dict, out: list) -> dict:
                  r.language or r.reason or r.error, r.confident] for r in results])]
     return {
         "end_of_speech_to_final_median": med(finals), "end_of_speech_to_final_p95": p95(finals), "n": len(finals),
+        "pause_waited_median": med(waited), "rest_median": med(rest), "rest_p95": p95(rest),
         "first_partial_median": med(firsts), "first_partial_p95": p95(firsts),
         "no_speech_median": med(no_speech), "no_speech_max": max(no_speech) if no_speech else None,
         "clips": [{"file": r.clip.file, "speech_end": r.speech_end, "final": r.final, "first_partial": r.first_partial,

@@ -17,8 +17,8 @@ Reported at 10 s, 60 s and 120 s into the stream (median of the steps within ±1
 time (the process's, which includes the decoder thread's) of one step; then the decoding CPU of the
 whole stream (the "before" column measures every 4th step and counts it 4 times) and the share of a core
 that decoding one real-time stream takes. For comparison, the Silero VAD on the whole stream so far
-(what stream mode runs at each step after decoding) at the same points. The steps are not paced in real
-time: the work of a step does not depend on when it runs.
+(what stream mode runs at each step after decoding) at the same points and over the whole stream. The
+steps are not paced in real time: the work of a step does not depend on when it runs.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ SAMPLE_RATE = 16000
 CHUNK_SECONDS = 0.25
 POINTS = (10, 60, 120)
 BEFORE_EVERY = 4  # the "before" column decodes every 4th step (each costs up to ~0.1 s at 120 s)
+VAD_EVERY = 16  # the VAD's total over the stream: every 16th step measured
 
 
 def stream_audio(clips: list[Clip], seconds: float) -> np.ndarray:
@@ -115,6 +116,11 @@ def measure(clips: list[Clip], seconds: float) -> dict:
             vad.find_speech(samples[: int((point + shift) * SAMPLE_RATE)])
             times.append(time.process_time() - c)
         vad_at[point] = float(np.median(times))
+    vad_total = 0.0  # the VAD of every VAD_EVERY-th step, counted VAD_EVERY times
+    for index in range(VAD_EVERY - 1, len(chunks), VAD_EVERY):
+        c = time.process_time()
+        vad.find_speech(samples[: int(at[index] * SAMPLE_RATE)])
+        vad_total += (time.process_time() - c) * VAD_EVERY
 
     def around(values, point: float) -> float:
         if isinstance(values, dict):
@@ -134,6 +140,7 @@ def measure(clips: list[Clip], seconds: float) -> dict:
                        "vad_cpu": vad_at.get(p, float("nan"))}
                    for p in POINTS if p <= seconds},
         "stream_cpu_before": before_total, "stream_cpu_after": float(sum(after_cpu)),
+        "stream_vad_cpu": vad_total,
     }
 
 
@@ -161,6 +168,8 @@ def report(figures: dict) -> list[str]:
             [f"CPU for the whole {seconds:g} s stream", f"{before:.1f} s (every {BEFORE_EVERY}th step ×{BEFORE_EVERY})",
              f"{after:.2f} s"],
             ["share of a core while it streams", f"{before / seconds:.2f}", f"{after / seconds:.3f}"],
+            [f"for comparison: the VAD on the stream so far at each step, whole stream (every {VAD_EVERY}th "
+             f"step ×{VAD_EVERY})", f"{figures['stream_vad_cpu']:.1f} s", f"{figures['stream_vad_cpu']:.1f} s"],
         ]),
     ]
 

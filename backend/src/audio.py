@@ -323,7 +323,6 @@ class _StreamDecoder:
             self.input.end(drop=True)  # nothing more will be read: drop what is pending, refuse the rest
             self.done.set()
             self.input.wake()
-            gc.collect()  # FFmpeg resampler objects are freed only by the collector (faster-whisper #390)
 
     def catch_up(self) -> None:
         """Wait until every byte written so far is decoded (as far as it can be before more arrive)."""
@@ -351,7 +350,8 @@ class AudioStream:
     samples are asked for (the cost then grows with the stream). `new_seconds()` estimates from the byte
     rate how much audio arrived since the last `samples()`, so callers ask only when it is worth it.
 
-    `close()` (or dropping the last reference) stops the decoder thread.
+    `feed` and `samples` may be called from different threads. `close()` (or dropping the last
+    reference) stops the decoder thread.
     """
 
     def __init__(self, fmt: str | None = None, sample_rate: int | None = None, *, max_seconds: float | None = None) -> None:
@@ -368,28 +368,31 @@ class AudioStream:
         self._out = _Samples(_limit_samples(max_seconds))
         self._whole: np.ndarray | None = None  # the last whole-buffer decode
         self._decoder: _StreamDecoder | None = None
+        self._container = ""  # the sniffed container of an incremental stream
         self._finalizer: weakref.finalize | None = None
         self._seen_samples = 0  # samples returned by the last samples()
         self._seen_bytes = 0  # bytes received at the last samples()
         self._resampler = None
         if fmt is not None and sample_rate != SAMPLE_RATE:
             self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        self._lock = threading.Lock()  # feed() and samples() may run in different threads
 
     @property
     def is_pcm(self) -> bool:
         return self.format is not None
 
     def feed(self, data: bytes) -> None:
-        self.bytes_received += len(data)
-        if self.mode == "incremental":
-            self._check_decoder()
-            self._decoder.input.write(data)  # type: ignore[union-attr]
-            return
-        self._data += data
-        if self.mode == "pcm":
-            self._feed_pcm()
-        elif self.mode is None:
-            self._choose_mode(final=False)
+        with self._lock:
+            self.bytes_received += len(data)
+            if self.mode == "incremental":
+                self._check_decoder()
+                self._decoder.input.write(data)  # type: ignore[union-attr]
+                return
+            self._data += data
+            if self.mode == "pcm":
+                self._feed_pcm()
+            elif self.mode is None:
+                self._choose_mode(final=False)
 
     def _feed_pcm(self) -> None:
         width = 2 if self.format == "pcm_s16le" else 4
@@ -447,26 +450,24 @@ class AudioStream:
     def samples(self, *, final: bool = False) -> np.ndarray:
         """All the audio so far, decoded (may raise AudioIncomplete unless final, AudioTooLong, or
         AudioDecodeError)."""
-        # Runs in a worker thread while feed() may add bytes: count as seen only those there at the start.
-        received = self.bytes_received
-        if self.mode is None:
-            self._choose_mode(final=final)
+        with self._lock:
+            fed = self.bytes_received
             if self.mode is None:
-                container = sniff_container(bytes(self._data)) or "audio"
-                raise AudioIncomplete(f"incomplete {container} stream: too few bytes yet")
+                self._choose_mode(final=final)
+                if self.mode is None:
+                    container = sniff_container(bytes(self._data)) or "audio"
+                    raise AudioIncomplete(f"incomplete {container} stream: too few bytes yet")
+            whole = bytes(self._data) if self.mode == "whole" else b""
         if self.mode == "pcm":
             samples = self._out.view()
         elif self.mode == "whole":
-            samples = self._whole_samples(final)
+            if self._whole is None or self._seen_bytes != fed or final:
+                self._whole = decode(whole, final=final, max_seconds=self.max_seconds)
+            samples = self._whole
         else:
             samples = self._decoded_samples(final)
-        self._seen_samples, self._seen_bytes = len(samples), received
+        self._seen_samples, self._seen_bytes = len(samples), fed
         return samples
-
-    def _whole_samples(self, final: bool) -> np.ndarray:
-        if self._whole is None or self._seen_bytes != self.bytes_received or final:
-            self._whole = decode(bytes(self._data), final=final, max_seconds=self.max_seconds)
-        return self._whole
 
     def _decoded_samples(self, final: bool) -> np.ndarray:
         decoder = self._decoder

@@ -75,9 +75,11 @@ class StreamSession(Session):
             ended_by = self._stop
             if ended_by is None:
                 # Compressed silence is a few bytes a second, so the byte-rate estimate of new audio lags
-                # in a pause: analyse also once a step of wall time has passed (real-time clients).
+                # in a pause: analyse also once most of a step of wall time has passed (real-time clients
+                # send a chunk per step; waiting for a whole step would often skip to the next chunk).
                 new = self.stream.new_seconds()
-                if new == 0 or (new < ANALYSIS_STEP_SECONDS and time.perf_counter() - analysed_at < ANALYSIS_STEP_SECONDS):
+                recent = time.perf_counter() - analysed_at < 0.8 * ANALYSIS_STEP_SECONDS
+                if new == 0 or (new < ANALYSIS_STEP_SECONDS and recent):
                     continue
             analysed_at = time.perf_counter()
             asked_at = self._stop_at if ended_by else time.perf_counter()

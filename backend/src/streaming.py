@@ -41,7 +41,7 @@ class StreamPolicy:
     stable_updates: int = 2
     min_speech_seconds: float = 0.5
     end_min_speech_seconds: float = 1.0
-    end_silence_seconds: float = 0.7
+    end_silence_seconds: float = 0.5
     no_speech_seconds: float = 4.0
 
 

@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     for the same language."""
     STREAM_MIN_SPEECH_SECONDS: float = Field(1.0, ge=0.0)
     """End of speech: once this much speech was heard ..."""
-    STREAM_END_SILENCE_SECONDS: float = Field(0.7, ge=0.0)
+    STREAM_END_SILENCE_SECONDS: float = Field(0.5, ge=0.0)
     """... a pause (non-speech per the VAD) of this long after the last speech ends the stream (`ended_by:
     "end_of_speech"`); the stream's VAD sees pauses from 0.25 s. 0: off. Chosen by measurement
     (scripts/end_of_speech.py, README "End of speech")."""
