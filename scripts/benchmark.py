@@ -551,7 +551,9 @@ class EosResult:
     error: str | None = None
 
 
-async def stream_realtime(url: str, chunks: list[bytes], timeout: float) -> tuple[list[tuple[float, dict]], float, str | None]:
+async def stream_realtime(
+    url: str, chunks: list[bytes], timeout: float
+) -> tuple[list[tuple[float, dict]], str | None]:
     """Send chunks as a MediaRecorder does (chunk i, holding audio [i, i+1) x 250 ms, at (i+1) x 250 ms),
     never stop; collect the answers with their times (s after the stream's audio started)."""
     import websockets
@@ -586,7 +588,7 @@ async def stream_realtime(url: str, chunks: list[bytes], timeout: float) -> tupl
                 error = f"no final answer {timeout:.0f}s after the audio ended"
     except (OSError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
         error = f"{type(exc).__name__}: {exc}"
-    return messages, CHUNK_SECONDS, error
+    return messages, error
 
 
 def _eos_result(clip, speech_start, speech_end, messages, error) -> EosResult:
@@ -640,12 +642,12 @@ def bench_end_of_speech(clips: list[Clip], n: int, silence_runs: int, deadline: 
                 if time.monotonic() > deadline:
                     skipped += 1
                     continue
-                messages, _, error = await stream_realtime(url, chunks, timeout=20)
+                messages, error = await stream_realtime(url, chunks, timeout=20)
                 result = _eos_result(clip, start, end, messages, error)
                 results.append(result)
                 log(f"eos {clip.file}: speech ends {end:.2f}s, final +{result.final}, {result.ended_by}")
             for _ in range(silence_runs):
-                messages, _, error = await stream_realtime(url, silence, timeout=20)
+                messages, error = await stream_realtime(url, silence, timeout=20)
                 silent.append(_eos_result(None, None, None, messages, error))
 
         asyncio.run(run())

@@ -67,7 +67,8 @@ def load_sets(dirs: list[Path]) -> list[Item]:
         with open(manifest, newline="") as handle:
             for row in csv.DictReader(handle):
                 samples = decode((directory / "clips" / row["file"]).read_bytes())
-                items.append(Item(directory.name, row["file"], row["lang"].strip(), row.get("kind") or "speech", samples))
+                kind = row.get("kind") or "speech"
+                items.append(Item(directory.name, row["file"], row["lang"].strip(), kind, samples))
     return items
 
 
@@ -147,7 +148,8 @@ def main() -> int:
                 else:
                     ended = tracker.ending(Speech(segments[end_at], pad), end_at)
                 if end_at not in answers:
-                    answers[end_at] = processor.identify(samples[:end_at], None, Speech(segments[end_at], pad)).top_language
+                    speech_then = Speech(segments[end_at], pad)
+                    answers[end_at] = processor.identify(samples[:end_at], None, speech_then).top_language
                 speech_after = sum(max(0, e - max(s, end_at)) for s, e in speech_full.segments) / SAMPLE_RATE
                 record["choices"][f"{min_speech}/{pause}"] = {
                     "end": end_at / SAMPLE_RATE, "ended_by": ended, "top1": answers[end_at],

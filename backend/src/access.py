@@ -7,7 +7,10 @@ import logging
 import re
 from urllib.parse import urlsplit
 
-from fastapi import HTTPException, Request
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
@@ -41,7 +44,13 @@ def presented_key(headers, query_params) -> str | None:
     return query_params.get("token")
 
 
-def require_api_key(request: Request) -> None:
+# Declares the key in the OpenAPI document (the "Authorize" button of /docs); the check is require_api_key's.
+_bearer = HTTPBearer(auto_error=False, description="the server's API_KEY, when it has one set")
+
+
+def require_api_key(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None
+) -> None:
     """FastAPI dependency: 401 unless the API key (when one is configured) is presented."""
     expected = request.app.state.settings.API_KEY
     if expected and not token_matches(presented_key(request.headers, request.query_params), expected):

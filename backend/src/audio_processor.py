@@ -7,14 +7,15 @@ import asyncio
 import gc
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 
 from . import audio as audio_codec
 from .audio import SAMPLE_RATE
 from .confidence import ConfidenceRule
-from .engines.base import Engine
+from .engines.base import Engine, TranscribeOptions, Transcript
 from .protocol import Identification
 from .timeline import Timeline, TimelineOptions
 from .timeline import timeline as build_timeline
@@ -25,9 +26,21 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class Busy(RuntimeError):
     """Too many detections are waiting already: answer "busy" now rather than pile up."""
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """What `AudioProcessor.transcription` found: the language (as a detection would answer it), the
+    transcript, and the seconds both took."""
+
+    identification: Identification
+    transcript: Transcript
+    seconds: float
 
 
 class AudioProcessor:
@@ -109,7 +122,7 @@ class AudioProcessor:
         `max_concurrent_calls` at a time (see `identify`). Raises Busy when `max_queued` detections are
         waiting already, or at once when `wait` is False and no slot is free (partial answers, which
         must not delay the final answers queued behind them)."""
-        result = await self._in_slot(self.identify, samples, languages, speech, wait=wait)
+        result = await self._run(self.identify, samples, languages, speech, wait=wait)
         if result.reason in ("no_speech", "too_short"):
             logger.info(
                 "[%s] %s: %.2fs of speech in %.2fs of audio",
@@ -128,7 +141,7 @@ class AudioProcessor:
     ) -> Timeline:
         """The language timeline of the samples (see src/timeline.py), in a worker thread holding one
         inference slot for all its windows; Busy as for `process_audio`."""
-        result = await self._in_slot(self.identify_timeline, samples, languages)
+        result = await self._run(self.identify_timeline, samples, languages)
         logger.info(
             "[%s] Timeline of %.2fs of audio: %d segment(s) from %d window(s) in %.3fs (%s)",
             connection_id, len(samples) / SAMPLE_RATE, len(result.segments), len(result.windows),
@@ -147,8 +160,45 @@ class AudioProcessor:
     def _calibrated(self, audio: np.ndarray, languages: list[str] | None) -> list[tuple[str, float | None]]:
         return self.confidence.calibrate(self.engine.detect(audio, languages).probabilities)
 
-    async def _in_slot(self, function: Callable[..., Any], *args: Any, wait: bool = True) -> Any:
-        """Run `function(*args)` in a worker thread once an inference slot is free."""
+    async def transcribe(self, samples: np.ndarray, connection_id: str, options: TranscribeOptions) -> Transcription:
+        """Transcribe 16 kHz mono float32 samples in a worker thread, under the same slots and queue limit
+        as detections (Busy when `max_queued` calls are waiting already). See `transcription`."""
+        result = await self._run(self.transcription, samples, options)
+        logger.info(
+            "[%s] Transcribed %.2fs of audio in %.3fs, in %s (detected: %s), %d segments",
+            connection_id, result.identification.audio_duration, result.seconds, result.transcript.language,
+            _fmt(result.identification.probabilities), len(result.transcript.segments),
+        )
+        return result
+
+    def transcription(self, samples: np.ndarray, options: TranscribeOptions) -> Transcription:
+        """Blocking: the language detected (as `identify` does) and the transcript, in `options.language`
+        when given, else in the detected language. Without enough speech: an empty transcript, no engine
+        call. An engine that names the language while transcribing is asked once, not twice."""
+        started = time.perf_counter()
+        speech = self.vad.find_speech(samples)
+        if speech.seconds >= self.min_speech_seconds and self.engine.names_language_when_transcribing and not options.language:
+            transcript = self.engine.transcribe(samples, options)
+            raw = transcript.detection.probabilities if transcript.detection else []
+            probabilities, verdict = self.confidence.apply(raw)
+            identification = Identification(
+                probabilities, time.perf_counter() - started, len(samples) / SAMPLE_RATE, self.engine.name,
+                reason=verdict.reason, extra={"speech_duration": round(speech.seconds, 3)},
+                confident=verdict.confident, raw_probabilities=raw,
+            )
+        else:
+            identification = self.identify(samples, speech=speech)
+            if identification.reason in ("no_speech", "too_short"):
+                transcript = Transcript(text="", language=options.language)
+            else:
+                language = options.language or identification.top_language  # named, or only the likeliest
+                transcript = self.engine.transcribe(samples, replace(options, language=language))
+        return Transcription(identification, transcript, time.perf_counter() - started)
+
+    async def _run(self, work: Callable[..., T], *args: Any, wait: bool = True) -> T:
+        """Run `work(*args)` in a worker thread once an inference slot is free (at most
+        `max_concurrent_calls` at a time). Raises Busy when `max_queued` calls are waiting already, or at
+        once when `wait` is False and no slot is free."""
         if self._semaphore.locked():
             if not wait:
                 raise Busy("no inference slot free for a partial answer")
@@ -159,11 +209,11 @@ class AudioProcessor:
             await self._semaphore.acquire()
         finally:
             self._queue_changed(-1)
-        work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+        future = asyncio.ensure_future(asyncio.to_thread(work, *args))
         # The slot is freed when the thread is done, even if the caller was cancelled meanwhile (client
         # gone): the thread cannot be interrupted, its result is then discarded.
-        work.add_done_callback(self._release)
-        return await asyncio.shield(work)
+        future.add_done_callback(self._release)
+        return await asyncio.shield(future)
 
     @property
     def saturated(self) -> bool:

@@ -37,9 +37,9 @@ class Verdict:
 @dataclass(frozen=True)
 class ConfidenceRule:
     temperature: float = 1.0
-    final_probability: float = 0.8
+    final_probability: float = 0.85
     final_margin: float = 0.5
-    uncertain_below: float = 0.4
+    uncertain_below: float = 0.5
 
     @classmethod
     def from_settings(cls, settings) -> "ConfidenceRule":

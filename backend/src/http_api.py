@@ -1,4 +1,4 @@
-"""HTTP API: POST /detect, the audio of a file in one request."""
+"""HTTP API: POST /detect, the audio of a file in one request; GET /languages."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from . import protocol
 from .access import require_api_key
 from .audio import AudioDecodeError, decode_head
 from .audio_processor import AudioProcessor, Busy
 from .engines.base import EngineError
-from .languages import parse_language_list
+from .languages import language_name, parse_language_list
 from .metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,99 @@ async def _read_audio(request: Request, max_bytes: int) -> tuple[bytes, dict[str
     return data, fields
 
 
+class Candidate(BaseModel):
+    language: str
+    language_name: str
+    probability: float | None
+
+
+class TimelineSegment(BaseModel):
+    """One stretch of speech in one language (see the README's "Language timeline")."""
+
+    start: float = Field(description="seconds from the start of the input")
+    end: float
+    language: str | None = Field(description="ISO 639-1 code, or null with `reason: uncertain`")
+    language_name: str | None
+    confidence: float | None
+    confident: bool
+    top: list[Candidate]
+    reason: str | None = None
+
+
+class AnswerData(BaseModel):
+    """The `data` of an answer, as on /ws (the README describes each field)."""
+
+    language: str | None = Field(description="ISO 639-1 code, or null with a `reason`")
+    language_name: str | None
+    confidence: float | None = Field(description="the model's probability for `language`; null without one")
+    top: list[Candidate]
+    reason: str | None = Field(None, description="only when `language` is null: no_speech, too_short, uncertain")
+    final: bool
+    speech_duration: float
+    audio_duration: float
+    processing_time: float
+    engine: str
+    candidates: list[str] | None = Field(None, description="the candidate languages, when given")
+    truncated: bool | None = Field(None, description="true when the file lasts more than MAX_UPLOAD_SECONDS: "
+                                   "the answer rests on its beginning")
+    timeline: list[TimelineSegment] | None = Field(None, description="with `timeline=true`: which language when")
+    timeline_processing_time: float | None = None
+    connection_id: str
+
+
+class Answer(BaseModel):
+    status: str = "success"
+    data: AnswerData
+    timestamp: str
+    connection_id: str
+
+
+class ErrorAnswer(BaseModel):
+    status: str = "error"
+    message: str
+    timestamp: str
+    connection_id: str
+
+
+class Language(BaseModel):
+    code: str
+    name: str
+
+
+class Languages(BaseModel):
+    languages: list[Language]
+
+
+_AUDIO_BODY = {"type": "string", "format": "binary"}
+_DETECT_BODY = {
+    "required": True,
+    "description": "the audio file (webm/opus, mp4/m4a, ogg, wav, mp3, flac, ...) as the body, or as the "
+    "multipart field `file`",
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": _AUDIO_BODY,
+                    # empty examples: Swagger UI's "Try it out" would otherwise send its placeholder values
+                    "languages": {"type": "string", "description": "candidate languages, e.g. en,es,fr", "examples": [""]},
+                    "top_k": {"type": "integer", "minimum": 1, "maximum": 100, "examples": [3]},
+                    "timeline": {"type": "boolean", "description": "also answer the language timeline", "examples": [False]},
+                },
+            }
+        },
+        "application/octet-stream": {"schema": _AUDIO_BODY},
+        "audio/*": {"schema": _AUDIO_BODY},
+    },
+}
+
+
+@router.get("/languages", summary="Every language the engine can name", response_model=Languages)
+async def languages(processor: Annotated[AudioProcessor, Depends(get_processor)]) -> Languages:
+    return Languages(languages=[Language(code=code, name=language_name(code)) for code in processor.engine.languages()])
+
+
 def _flag(value: str | None, default: bool) -> bool:
     """A true/false multipart field (the query parameter when absent)."""
     if value is None:
@@ -97,7 +191,16 @@ async def decode_upload(data: bytes, max_seconds: float, request_id: str) -> tup
 @router.post(
     "/detect",
     summary="Identify the language of an audio file",
-    responses={400: {"description": "bad audio or options"}, 413: {"description": "audio too large"}},
+    response_model=Answer,
+    responses={
+        400: {"model": ErrorAnswer, "description": "bad audio or options"},
+        401: {"model": ErrorAnswer, "description": "missing or wrong API key (when the server has API_KEY set)"},
+        413: {"model": ErrorAnswer, "description": "audio larger than MAX_UPLOAD_BYTES"},
+        422: {"model": ErrorAnswer, "description": "a query parameter out of range"},
+        502: {"model": ErrorAnswer, "description": "the engine failed"},
+        503: {"model": ErrorAnswer, "description": "busy: MAX_QUEUED_DETECTIONS waiting already"},
+    },
+    openapi_extra={"requestBody": _DETECT_BODY},
 )
 async def detect(
     request: Request,

@@ -23,11 +23,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import http_api, protocol
+from . import api_docs, http_api, openai_api, protocol
 from .access import RedactTokens, require_api_key
 from .audio_processor import AudioProcessor
 from .config.settings import Settings, SettingsError, get_settings, logging_config, server_config
-from .metrics import ServerMetrics
+from .metrics import MetricsSnapshot, ServerMetrics
 from .websocket_manager import Limits, WebSocketManager
 
 logger = logging.getLogger("src.main")
@@ -122,7 +122,10 @@ def create_app(settings: Settings) -> FastAPI:
         audio_processor.close()
         logger.info("Engine %s closed", audio_processor.engine.name)
 
-    app = FastAPI(title="LangShazam", summary="Spoken language identification", lifespan=lifespan)
+    app = FastAPI(
+        title="LangShazam", summary="Spoken language identification", description=api_docs.DESCRIPTION,
+        lifespan=lifespan, docs_url=None, redoc_url=None,
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -145,6 +148,10 @@ def create_app(settings: Settings) -> FastAPI:
         reason = readiness.refusing
         if request.method == "POST" and reason is not None:
             metrics.rejected("not_ready")
+            if request.url.path.startswith(openai_api.router.prefix + "/"):  # OpenAI's error shape there
+                return openai_api.OpenAIError(
+                    503, reason, type="server_error", code="not_ready", headers={"Retry-After": "2"}
+                ).response()
             return not_ready_response(reason)
         return await call_next(request)
 
@@ -162,25 +169,28 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.error("bad_message")
         return JSONResponse(protocol.error(f"invalid request: {problems}", "http"), status_code=422)
 
-    @app.get("/")
+    @app.get("/", summary="Health check")
     async def root() -> dict[str, str]:
         return {"message": "Server is running!"}
 
-    @app.get("/ready")
+    @app.get("/ready", summary="Readiness: 200 when the server accepts work, 503 while loading or draining")
     async def ready() -> JSONResponse:
         """Readiness: 200 once the engine is loaded and the server accepts work; 503 while it loads and
         from the moment it is asked to shut down."""
         return JSONResponse({"status": readiness.state}, status_code=200 if readiness.state == "ready" else 503)
 
-    @app.get("/metrics", dependencies=[Depends(require_api_key)])
+    @app.get("/metrics", summary="Counters, as JSON", response_model=MetricsSnapshot,
+             dependencies=[Depends(require_api_key)])
     async def get_metrics() -> dict:
         return metrics.get_metrics_dict()
 
-    @app.get("/metrics/prometheus", dependencies=[Depends(require_api_key)])
+    @app.get("/metrics/prometheus", summary="Counters, in Prometheus' text format", dependencies=[Depends(require_api_key)])
     async def get_prometheus() -> Response:
         return Response(metrics.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(http_api.router)
+    app.include_router(openai_api.router)
+    api_docs.install(app)
 
     @app.get("/ui", include_in_schema=False)
     async def ui_redirect() -> RedirectResponse:

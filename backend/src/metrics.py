@@ -12,10 +12,34 @@ from typing import Any
 import psutil
 from prometheus_client import CollectorRegistry, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client import Counter as PromCounter
+from pydantic import BaseModel, ConfigDict, Field
 
 logger = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+
+
+class MetricsSnapshot(BaseModel):
+    """GET /metrics, as documented in /docs (and the README)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    active_connections: int = Field(description="open WebSocket connections")
+    total_requests: int = Field(description="detections and transcriptions started (each partial answer counts)")
+    errors: int = Field(description="errors answered, rejections included")
+    active_processes: int = Field(description="detections and transcriptions running or waiting")
+    average_processing_time: float = Field(description="mean inference time of the recent detections (s)")
+    recent_processing_times: int = Field(description="how many detections that mean covers (at most 100)")
+    memory_usage_mb: float = Field(description="resident memory of the server")
+    cpu_usage_percent: float = Field(description="the machine's CPU use, over at least the last second")
+    cpu_usage_per_core: list[float]
+    process_cpu_percent: float = Field(description="the server's CPU use, in percent of one core")
+    cpu_cores: int
+    effective_cores_used: float = Field(description="the server's CPU use, in cores")
+    queued_detections: int = Field(description="detections and transcriptions waiting for an inference slot")
+    transcriptions: int = Field(description="/v1/audio/transcriptions answered")
+    errors_by_type: dict[str, int]
+    rejections: dict[str, int] = Field(description="refusals by a limit or an access rule, by reason")
 
 
 class ServerMetrics:
@@ -28,6 +52,7 @@ class ServerMetrics:
         self.errors_by_type: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
         self.queued_detections = 0
+        self.transcriptions = 0
         self.cpu_cores = psutil.cpu_count(logical=True) or os.cpu_count() or 1
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime the counters: later calls measure since the previous one
@@ -54,6 +79,10 @@ class ServerMetrics:
         )
         self._p_answers = PromCounter(
             "langshazam_answers", "Final answers, by language (or reason when none)", ["language"], registry=r
+        )
+        self._p_transcription = Histogram(
+            "langshazam_transcription_seconds", "Time per transcription (/v1/audio/transcriptions), detection included",
+            buckets=_LATENCY_BUCKETS, registry=r,
         )
         self._p_queue = Gauge("langshazam_queue_depth", "Detections waiting for an inference slot", registry=r)
         self._p_in_flight = Gauge("langshazam_active_processes", "Detections running", registry=r)
@@ -82,6 +111,10 @@ class ServerMetrics:
         if processing_time is not None:
             self.processing_times.append(processing_time)
             self._p_processing.observe(processing_time)
+
+    def transcribed(self, seconds: float) -> None:
+        self.transcriptions += 1
+        self._p_transcription.observe(seconds)
 
     def queue_changed(self, depth: int) -> None:
         self.queued_detections = depth
@@ -135,6 +168,7 @@ class ServerMetrics:
             "cpu_cores": self.cpu_cores,
             "effective_cores_used": round(process_cpu / 100.0, 2),
             "queued_detections": self.queued_detections,
+            "transcriptions": self.transcriptions,
             "errors_by_type": dict(self.errors_by_type),
             "rejections": dict(self.rejections),
         }

@@ -50,6 +50,8 @@ class VoiceActivityDetector:
         pad = int(self.options.speech_pad_ms * SAMPLE_RATE / 1000)
         if samples.size < 512:
             return Speech([], pad)
-        options = self.options if min_silence_ms is None else replace(self.options, min_silence_duration_ms=min_silence_ms)
+        options = self.options
+        if min_silence_ms is not None:
+            options = replace(options, min_silence_duration_ms=min_silence_ms)
         stamps = get_speech_timestamps(samples, options, sampling_rate=SAMPLE_RATE)
         return Speech([(int(s["start"]), int(min(s["end"], samples.size))) for s in stamps], pad)

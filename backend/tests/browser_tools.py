@@ -52,9 +52,11 @@ def chromium(
     fake_audio: Path | None = None,
     allow_microphone: bool = True,
     size: tuple[int, int] = (1000, 900),
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator:
     """A headless Chromium. With `fake_audio`, the microphone plays that WAV once (%noloop); without
-    `allow_microphone`, the permission prompt is answered "block" (as a user refusing)."""
+    `allow_microphone`, the permission prompt is answered "block" (as a user refusing). `extra_args`: more
+    command-line switches."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -66,6 +68,8 @@ def chromium(
         f"--user-data-dir={profile_dir}", f"--window-size={size[0]},{size[1]}",
         "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required",
     ):
+        options.add_argument(flag)
+    for flag in extra_args:
         options.add_argument(flag)
     if fake_audio is not None:
         options.add_argument(f"--use-file-for-fake-audio-capture={fake_audio}%noloop")

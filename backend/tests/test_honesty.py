@@ -248,3 +248,29 @@ def test_verdicts(probabilities, confident, reason):
 
     verdict = ConfidenceRule(final_probability=0.8, final_margin=0.5, uncertain_below=0.4).verdict(probabilities)
     assert (verdict.confident, verdict.reason) == (confident, reason)
+
+
+@pytest.mark.parametrize(
+    "segments, audio_seconds, policy, expected",
+    [
+        ([], 3.9, {}, None),
+        ([], 4.0, {}, "no_speech"),
+        ([], 10.0, {"no_speech_seconds": 0}, None),  # off
+        ([(0.5, 2.0)], 2.0, {}, None),  # still speaking: the last segment is open
+        ([(0.5, 2.0)], 2.35, {}, None),  # 0.45 s of pause (the 0.1 s of padding is not speech)
+        ([(0.5, 2.0)], 2.45, {}, "end_of_speech"),
+        ([(0.5, 1.0), (1.6, 2.2)], 2.7, {}, "end_of_speech"),  # 1.1 s of speech with a pause inside
+        ([(0.5, 1.2)], 3.0, {}, None),  # 0.7 s of speech: too little for the pause rule ...
+        ([(0.5, 1.2)], 5.2, {}, "end_of_speech"),  # ... until the no-speech time passes after it
+        ([(0.5, 2.0)], 9.0, {"end_silence_seconds": 0}, None),  # end of speech off
+    ],
+)
+def test_the_pause_rule(segments, audio_seconds, policy, expected):
+    from src.streaming import StreamPolicy, StreamTracker
+    from src.vad import Speech
+
+    pad = int(0.1 * RATE)
+    speech = Speech([(int(s * RATE), int(e * RATE)) for s, e in segments], pad)
+    tracker = StreamTracker(StreamPolicy(**({"end_min_speech_seconds": 1.0, "end_silence_seconds": 0.5,
+                                              "no_speech_seconds": 4.0} | policy)))
+    assert tracker.ending(speech, int(audio_seconds * RATE)) == expected

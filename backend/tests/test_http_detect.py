@@ -90,20 +90,25 @@ def test_cli_on_a_folder(tmp_path, model_cache):
         (folder / f"{file}.{fmt}").write_bytes(encode(clip(file).samples(), fmt))
         expected[f"{file}.{fmt}"] = file[:2]
     (folder / "broken.wav").write_bytes(b"RIFF not really")
-    env = {**os.environ, "MODEL_CACHE_DIR": str(model_cache)}
-    out = subprocess.run([sys.executable, "-m", "src.cli", str(folder), "--no-progress"], cwd=BACKEND_DIR,
+    missing = str(tmp_path / "no-such-clip.mp3")
+    env = {**os.environ, "MODEL_CACHE_DIR": str(model_cache), "TOP_K": "2"}
+    out = subprocess.run([sys.executable, "-m", "src.cli", missing, str(folder)], cwd=BACKEND_DIR,
                          env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 1, out.stderr  # one file could not be read
+    assert out.returncode == 1, out.stderr  # one file could not be read, one path does not exist
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == 5, out.stdout
-    for line in lines[:-1]:
+    assert len(lines) == 4, out.stdout  # one line per file; the summary is on stderr
+    for line in lines:
         path, *rest = line.split("\t")
         name = os.path.basename(path)
         if name == "broken.wav":
             assert rest[0].startswith("error: could not decode wav")
         else:
             assert rest[0] == expected[name], line
-    assert lines[-1].startswith("4 files in") and "1 could not be read" in lines[-1]
+            assert len(rest[3].split(", ")) == 2, line  # TOP_K candidates by default
+    errors = out.stderr.strip().splitlines()
+    assert f"error: no such file or folder: {missing}" in errors
+    assert errors[-1].startswith("4 files in") and "1 could not be read; 1 not found" in errors[-1], out.stderr
+    assert "\r" not in out.stderr and "file/s" not in out.stderr  # no progress bar when stderr is not a terminal
 
 
 def test_cli_json_and_bad_arguments(model_cache):
@@ -113,7 +118,13 @@ def test_cli_json_and_bad_arguments(model_cache):
                          cwd=BACKEND_DIR, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout.strip())
-    assert record["language"] == "fr" and {t["language"] for t in record["top"]} == {"fr", "es"}
+    assert record["language"] == "fr" and record["language_name"] == "French"
+    assert {t["language"] for t in record["top"]} == {"fr", "es"}
+    assert all(t["language_name"] for t in record["top"])
+    for number in [record["confidence"], record["processing_time"], record["audio_duration"],
+                   *(t["probability"] for t in record["top"])]:
+        assert number == round(number, 4), record  # rounded as the API rounds them
+    assert out.stderr.strip().splitlines()[-1].startswith("1 files in")
     out = subprocess.run([sys.executable, "-m", "src.cli", path, "--languages", "fr,xx"], cwd=BACKEND_DIR,
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "xx" in out.stderr

@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     """Comma-separated browser origins allowed to call the server from another origin. `*` allows all."""
 
     API_KEY: str = ""
-    """When set, /ws, /detect and /metrics require it (`Authorization: Bearer KEY`, or `?token=KEY` on
-    /ws for browsers); `GET /` and the page at /ui stay open."""
+    """When set, /ws, /detect, /languages, /v1 and /metrics require it (`Authorization: Bearer KEY`, or
+    `?token=KEY` on /ws for browsers); `GET /`, /docs and the page at /ui stay open."""
 
     # --- limits (each refusal is an error message, an RFC 6455 close code, and a count in /metrics) ---
     MAX_CONNECTIONS: int = Field(64, ge=1)
@@ -54,14 +54,15 @@ class Settings(BaseSettings):
     """Audio bytes one connection may send (close 1009 above)."""
     MAX_AUDIO_SECONDS: float = Field(120.0, gt=0)
     """Seconds of audio one connection may send (close 1009 above): decoding counts the seconds as it goes
-    and stops there, so no connection holds more than this much decoded audio."""
+    and stops there, so no connection holds more than this much decoded audio. Also the longest audio
+    /v1/audio/transcriptions takes (413 above; it is not truncated)."""
     MAX_FRAME_BYTES: int = Field(1024 * 1024, ge=1)
     """Largest single WebSocket frame (close 1009 above)."""
     IDLE_TIMEOUT_SECONDS: float = Field(30.0, gt=0)
     """A connection that sends nothing for this long is closed (1008)."""
     MAX_QUEUED_DETECTIONS: int = Field(16, ge=0)
-    """Detections allowed to wait for an inference slot; beyond, answers are "busy" at once (close 1013)
-    and a stream skips a partial answer rather than queue it."""
+    """Detections (and transcriptions) allowed to wait for an inference slot; beyond, answers are "busy" at
+    once (close 1013, HTTP 503) and a stream skips a partial answer rather than queue it."""
     SHUTDOWN_GRACE_SECONDS: float = Field(20.0, ge=0)
     """On SIGTERM: stop accepting, let open connections get their answers for up to this long, then exit."""
     SHUTDOWN_READINESS_DELAY_SECONDS: float = Field(0.0, ge=0)
@@ -109,7 +110,7 @@ class Settings(BaseSettings):
     MIN_AUDIO_SIZE: int = Field(20000, ge=1)
     """Bytes of audio to buffer before answering (the original design's 20 KB)."""
     MAX_UPLOAD_BYTES: int = Field(10 * 1024 * 1024, ge=1)
-    """Largest audio file POST /detect accepts (413 above)."""
+    """Largest audio file POST /detect and /v1/audio/transcriptions accept (413 above)."""
     MAX_UPLOAD_SECONDS: float = Field(60.0, gt=0)
     """POST /detect (and the command line) decode at most this many seconds of a file and answer on
     them: decoding stops there, and the answer of a longer file says `"truncated": true`. The engine

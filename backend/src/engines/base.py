@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -24,9 +24,60 @@ class Detection:
     probabilities: list[tuple[str, float | None]]
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One segment of a transcript, with the fields OpenAI's verbose_json gives (times in seconds of the
+    audio as sent, not of the speech alone)."""
+
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What an engine heard: the text, in `language` (ISO code), by segment (and by word when asked).
+
+    `detection` is set when the engine named the language itself while transcribing (it was not given
+    one); otherwise None."""
+
+    text: str
+    language: str | None
+    segments: list[Segment] = field(default_factory=list)
+    words: list[Word] | None = None
+    detection: Detection | None = None
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """OpenAI's transcription parameters, as far as an engine honours them."""
+
+    language: str | None = None  # ISO code to transcribe in; None: the engine decides
+    prompt: str | None = None  # text that precedes the audio (spelling, names, style)
+    temperature: float | None = None  # None or 0: greedy/beam with temperature fallback, as OpenAI does
+    words: bool = False  # word timestamps too
+
+
 class Engine(Protocol):
     #: Shown to clients in each answer, e.g. "local:whisper-base".
     name: str
+    #: True when `transcribe` without a language names the language itself in `Transcript.detection`
+    #: (one call instead of a detection and a transcription); False when the caller detects first.
+    names_language_when_transcribing: bool
 
     def load(self) -> None:
         """Load models or clients; called once at start-up, before the first detection."""
@@ -36,6 +87,15 @@ class Engine(Protocol):
 
         Runs in a worker thread; may block.
         """
+
+    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        """Transcribe 16 kHz mono float32 audio (the whole of it: the engine skips silence itself).
+
+        Runs in a worker thread; may block.
+        """
+
+    def languages(self) -> list[str]:
+        """ISO codes of every language this engine can name."""
 
     def close(self) -> None:
         """Release what load() took."""

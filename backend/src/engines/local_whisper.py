@@ -25,7 +25,7 @@ import numpy as np
 from faster_whisper import WhisperModel
 
 from ..audio import SAMPLE_RATE
-from .base import Detection, EngineError
+from .base import Detection, EngineError, Segment, TranscribeOptions, Transcript, Word
 from .model_files import MODEL_NAME, ensure_model
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ LEVEL_TARGET = 1.0
 
 
 class LocalWhisperEngine:
+    names_language_when_transcribing = False  # the caller detects first (this engine's detection is better)
+
     def __init__(
         self,
         model_path: str | None = None,
@@ -106,6 +108,50 @@ class LocalWhisperEngine:
             raise EngineError("the model is not loaded")
         probabilities = self._batcher.run(self.features(audio))
         return Detection(probabilities=restrict(probabilities, languages))
+
+    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        """faster-whisper's own transcription, with its Silero VAD skipping silence, in the given language
+        (faster-whisper detects it on the first 30 s when none is given)."""
+        if audio.size == 0:
+            raise EngineError("no audio to transcribe")
+        temperature = options.temperature
+        segments, info = self.model.transcribe(
+            audio,
+            language=options.language,
+            initial_prompt=options.prompt or None,
+            # OpenAI's temperature 0 (the default) means: raise it on failure; so does faster-whisper's default
+            temperature=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0] if not temperature else temperature,
+            # One sample per fallback temperature (openai-whisper's transcribe() default; faster-whisper's is
+            # 5). Beam search at 0 is unchanged; the fallback mostly runs on audio in a misdetected language,
+            # where 5 samples cost up to 50 s for a 5 s clip on 2 cores and 1 sample about half.
+            best_of=1,
+            vad_filter=True,
+            word_timestamps=options.words,
+        )
+        kept: list[Segment] = []
+        words: list[Word] = []
+        for index, segment in enumerate(segments):  # the generator does the work
+            kept.append(
+                Segment(
+                    id=index, seek=segment.seek, start=round(segment.start, 3), end=round(segment.end, 3),
+                    text=segment.text, tokens=list(segment.tokens), temperature=segment.temperature or 0.0,
+                    avg_logprob=segment.avg_logprob, compression_ratio=segment.compression_ratio,
+                    no_speech_prob=segment.no_speech_prob,
+                )
+            )
+            words += [Word(w.word, round(w.start, 3), round(w.end, 3)) for w in segment.words or []]
+        return Transcript(
+            text="".join(segment.text for segment in kept).strip(),
+            language=info.language,
+            segments=kept,
+            words=words if options.words else None,
+        )
+
+    def languages(self) -> list[str]:
+        """The languages this model has a token for (faster-whisper lists large-v3's 100 for every model;
+        Whisper base has 99: no "yue")."""
+        tokenizer = self.model.hf_tokenizer
+        return [code for code in self.model.supported_languages if tokenizer.token_to_id(f"<|{code}|>") is not None]
 
     def _detect_batch(self, batch: list[np.ndarray]) -> list[list[tuple[str, float]]]:
         """One encoder + language-token pass over features of the same length."""

@@ -9,18 +9,21 @@ from __future__ import annotations
 import io
 import logging
 import wave
+from typing import Any
 
 import numpy as np
 import openai
 
 from ..audio import SAMPLE_RATE
-from ..languages import to_code
-from .base import Detection, EngineError
+from ..languages import WHISPER_LANGUAGES, to_code
+from .base import Detection, EngineError, Segment, TranscribeOptions, Transcript, Word
 
 logger = logging.getLogger(__name__)
 
 
 class OpenAIEngine:
+    names_language_when_transcribing = True  # verbose_json names the language: one request, not two
+
     def __init__(
         self,
         api_key: str,
@@ -45,16 +48,58 @@ class OpenAIEngine:
             self._client = None
 
     def detect(self, audio: np.ndarray, languages: list[str] | None = None) -> Detection:
-        if self._client is None:
-            raise EngineError("the OpenAI client is not started")
         if audio.size == 0:
             raise EngineError("no audio to detect")
-        try:
-            result = self._client.audio.transcriptions.create(
-                model=self.model,
-                file=("audio.wav", to_wav(audio), "audio/wav"),
-                response_format="verbose_json",
+        result = self._create(file=("audio.wav", to_wav(audio), "audio/wav"), response_format="verbose_json")
+        code = self._language_code(result)
+        if languages and code not in languages:
+            # whisper-1 heard a language outside the candidates: nothing honest to renormalise.
+            return Detection(probabilities=[])
+        return Detection(probabilities=[(code, None)])
+
+    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        """The OpenAI API's own transcription (verbose_json, whatever format the caller wants in the end)."""
+        if audio.size == 0:
+            raise EngineError("no audio to transcribe")
+        extra: dict[str, Any] = {}
+        if options.language:
+            extra["language"] = options.language
+        if options.prompt:
+            extra["prompt"] = options.prompt
+        if options.temperature is not None:
+            extra["temperature"] = options.temperature
+        if options.words:
+            extra["timestamp_granularities"] = ["segment", "word"]
+        result = self._create(
+            file=("audio.wav", to_wav(audio), "audio/wav"), response_format="verbose_json", **extra
+        )
+        code = self._language_code(result)
+        segments = [
+            Segment(
+                id=s.id, seek=s.seek, start=s.start, end=s.end, text=s.text, tokens=list(s.tokens),
+                temperature=s.temperature, avg_logprob=s.avg_logprob, compression_ratio=s.compression_ratio,
+                no_speech_prob=s.no_speech_prob,
             )
+            for s in result.segments or []
+        ]
+        words = [Word(w.word, w.start, w.end) for w in result.words or []] if options.words else None
+        return Transcript(
+            text=(result.text or "").strip(),
+            language=code,
+            segments=segments,
+            words=words,
+            detection=None if options.language else Detection(probabilities=[(code, None)]),
+        )
+
+    def languages(self) -> list[str]:
+        return list(WHISPER_LANGUAGES)
+
+    def _create(self, **arguments: Any) -> Any:
+        """One transcription request; the SDK's failures become EngineErrors meant for the client."""
+        if self._client is None:
+            raise EngineError("the OpenAI client is not started")
+        try:
+            return self._client.audio.transcriptions.create(model=self.model, **arguments)
         except openai.APITimeoutError:
             raise EngineError("the OpenAI API did not answer in time") from None
         except openai.RateLimitError:
@@ -65,16 +110,16 @@ class OpenAIEngine:
             raise EngineError(f"the OpenAI API answered HTTP {exc.status_code}") from None
         except openai.APIConnectionError:
             raise EngineError("could not reach the OpenAI API") from None
+
+    @staticmethod
+    def _language_code(result: Any) -> str:
         name = getattr(result, "language", None)
         if not name:
             raise EngineError("the OpenAI API answered without a language")
         code = to_code(str(name))
         if code is None:
             raise EngineError(f"the OpenAI API answered an unknown language {str(name)[:40]!r}")
-        if languages and code not in languages:
-            # whisper-1 heard a language outside the candidates: nothing honest to renormalise.
-            return Detection(probabilities=[])
-        return Detection(probabilities=[(code, None)])
+        return code
 
 
 def to_wav(audio: np.ndarray) -> bytes:
