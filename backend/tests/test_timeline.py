@@ -122,3 +122,30 @@ def test_uncertain_segment_names_no_language():
     data = segments[0].as_dict(3)
     assert data["language"] is None and data["reason"] == "uncertain" and data["confident"] is False
     assert [t["language"] for t in data["top"]] == ["it", "es", "pt"]
+
+
+def test_v1_verbose_json_segments_carry_their_language(server):
+    """POST /v1/audio/transcriptions, verbose_json, timeline=true: each stretch of the timeline is
+    transcribed in its own language and each segment names it."""
+    samples, spans = joined()
+    audio = encode(samples, "wav")
+    form = {"model": "whisper-1", "response_format": "verbose_json", "timeline": "true"}
+    response = httpx.post(server.http + "/v1/audio/transcriptions", files={"file": ("join.wav", audio, "audio/wav")},
+                          data=form, timeout=180)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    check_timeline(body["timeline"], spans)
+    segments = body["segments"]
+    assert segments and all("language" in s for s in segments), segments
+    for segment in segments:  # the language of the timeline segment it overlaps most
+        overlaps = {t["language"]: min(segment["end"], t["end"]) - max(segment["start"], t["start"])
+                    for t in body["timeline"]}
+        assert segment["language"] == max(overlaps, key=overlaps.get), (segment, body["timeline"])
+    # Transcribed stretch by stretch, each in its own language: every language has its segments, in order.
+    order = [s["language"] for s in segments]
+    assert [lang for i, lang in enumerate(order) if i == 0 or order[i - 1] != lang] == ["es", "de", "fr"], segments
+    assert "borneo" in body["text"].lower()  # the Spanish clip, transcribed in Spanish
+    # Without the flag: OpenAI's verbose_json as it was.
+    response = httpx.post(server.http + "/v1/audio/transcriptions", files={"file": ("join.wav", audio, "audio/wav")},
+                          data={"model": "whisper-1", "response_format": "verbose_json"}, timeout=180)
+    assert "timeline" not in response.json() and all("language" not in s for s in response.json()["segments"])
