@@ -489,6 +489,13 @@ class AudioStream:
             raise AudioDecodeError(f"could not decode audio: {self._container} data contained no audio frames")
         return samples
 
+    def kept(self) -> np.ndarray:
+        """The samples decoded and kept so far (at most `max_seconds`), without waiting or raising: what
+        a stream past its limit can still be answered on."""
+        if self.mode == "whole":
+            return self._whole if self._whole is not None else np.zeros(0, dtype=np.float32)
+        return self._out.view()
+
     def close(self) -> None:
         """Stop decoding (the decoder thread ends); the stream takes no more bytes."""
         if self._finalizer is not None:

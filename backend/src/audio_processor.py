@@ -17,6 +17,8 @@ from .audio import SAMPLE_RATE
 from .confidence import ConfidenceRule
 from .engines.base import Engine, TranscribeOptions, Transcript
 from .protocol import Identification
+from .timeline import Timeline, TimelineOptions
+from .timeline import timeline as build_timeline
 from .vad import Speech, VoiceActivityDetector
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ class AudioProcessor:
         gc_after_processing: bool = True,
         max_queued: int | None = None,
         on_queue_change: Callable[[int], None] | None = None,
+        timeline_options: TimelineOptions | None = None,
         confidence: ConfidenceRule | None = None,
     ) -> None:
         self.engine = engine
@@ -64,6 +67,11 @@ class AudioProcessor:
         self.queue_depth = 0  # detections waiting for a slot
         self._on_queue_change = on_queue_change
         self._semaphore = asyncio.Semaphore(max_concurrent_calls)
+        self.timeline_options = timeline_options or TimelineOptions()
+        # The timeline needs the short pauses between turns: a VAD of its own with a shorter minimum silence.
+        self.timeline_vad = VoiceActivityDetector(
+            threshold=self.vad.options.threshold, min_silence_ms=self.timeline_options.min_silence_ms
+        )
 
     @classmethod
     def from_settings(cls, settings: "Settings", **overrides: Any) -> "AudioProcessor":
@@ -76,6 +84,7 @@ class AudioProcessor:
             "min_speech_seconds": settings.MIN_SPEECH_SECONDS,
             "gc_after_processing": settings.GC_AFTER_PROCESSING,
             "max_queued": settings.MAX_QUEUED_DETECTIONS,
+            "timeline_options": TimelineOptions.from_settings(settings),
             "confidence": ConfidenceRule.from_settings(settings),
         }
         return cls(create_engine(settings), **(options | overrides))
@@ -126,6 +135,30 @@ class AudioProcessor:
                 ", confident" if result.confident else "", result.processing_time, result.extra["speech_duration"],
             )
         return result
+
+    async def timeline(
+        self, samples: np.ndarray, connection_id: str, languages: list[str] | None = None
+    ) -> Timeline:
+        """The language timeline of the samples (see src/timeline.py), in a worker thread holding one
+        inference slot for all its windows; Busy as for `process_audio`."""
+        result = await self._run(self.identify_timeline, samples, languages)
+        logger.info(
+            "[%s] Timeline of %.2fs of audio: %d segment(s) from %d window(s) in %.3fs (%s)",
+            connection_id, len(samples) / SAMPLE_RATE, len(result.segments), len(result.windows),
+            result.processing_time, " ".join(seg.language or "?" for seg in result.segments) or "no speech",
+        )
+        return result
+
+    def identify_timeline(self, samples: np.ndarray, languages: list[str] | None = None) -> Timeline:
+        """Blocking: the language timeline (the command line and the evaluation script call this)."""
+        try:
+            return build_timeline(samples, self._calibrated, self.timeline_vad, self.timeline_options, languages)
+        finally:
+            if self.gc_after_processing:
+                gc.collect()
+
+    def _calibrated(self, audio: np.ndarray, languages: list[str] | None) -> list[tuple[str, float | None]]:
+        return self.confidence.calibrate(self.engine.detect(audio, languages).probabilities)
 
     async def transcribe(self, samples: np.ndarray, connection_id: str, options: TranscribeOptions) -> Transcription:
         """Transcribe 16 kHz mono float32 samples in a worker thread, under the same slots and queue limit

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=None, help="candidates to show per file (default: the TOP_K setting)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
+    parser.add_argument("--timeline", action="store_true", help="also show which language is spoken when")
     args = parser.parse_args(argv)
 
     from .audio import AudioDecodeError, decode_head
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             line = json.dumps({"file": str(path), "error": str(exc)}) if args.json else f"{path}\terror: {exc}"
             tqdm.write(line, file=sys.stdout)
             continue
+        spans = processor.identify_timeline(samples, languages) if args.timeline else None
         language = result.language
         counts[language or result.reason or "none"] += 1
         if args.json:
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             record.pop("connection_id", None)
             if truncated:  # as POST /detect says it: the answer rests on the first MAX_UPLOAD_SECONDS
                 record["truncated"] = True
+            if spans is not None:
+                record["timeline"] = spans.as_list(top_k)
             tqdm.write(json.dumps(record), file=sys.stdout)
         else:
             if language:
@@ -100,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             top = result.probabilities[:top_k]
             others = ", ".join(f"{c} {p:.2f}" if p is not None else c for c, p in top)
             tqdm.write(f"{path}\t{head}\t{others}", file=sys.stdout)
+            for segment in spans.as_list(top_k) if spans is not None else []:
+                said = segment["language"] or f"- ({segment['reason']})"
+                sure = f"{segment['confidence']:.2f}" if segment["confidence"] is not None else ""
+                tqdm.write(f"  {segment['start']:7.2f} - {segment['end']:7.2f} s\t{said}\t{sure}", file=sys.stdout)
     elapsed = time.perf_counter() - started
     summary = ", ".join(f"{name} {count}" for name, count in counts.most_common())
     problems = [f"{failures} could not be read"] if failures else []

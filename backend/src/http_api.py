@@ -77,6 +77,19 @@ class Candidate(BaseModel):
     probability: float | None
 
 
+class TimelineSegment(BaseModel):
+    """One stretch of speech in one language (see the README's "Language timeline")."""
+
+    start: float = Field(description="seconds from the start of the input")
+    end: float
+    language: str | None = Field(description="ISO 639-1 code, or null with `reason: uncertain`")
+    language_name: str | None
+    confidence: float | None
+    confident: bool
+    top: list[Candidate]
+    reason: str | None = None
+
+
 class AnswerData(BaseModel):
     """The `data` of an answer, as on /ws (the README describes each field)."""
 
@@ -93,6 +106,8 @@ class AnswerData(BaseModel):
     candidates: list[str] | None = Field(None, description="the candidate languages, when given")
     truncated: bool | None = Field(None, description="true when the file lasts more than MAX_UPLOAD_SECONDS: "
                                    "the answer rests on its beginning")
+    timeline: list[TimelineSegment] | None = Field(None, description="with `timeline=true`: which language when")
+    timeline_processing_time: float | None = None
     connection_id: str
 
 
@@ -134,6 +149,7 @@ _DETECT_BODY = {
                     # empty examples: Swagger UI's "Try it out" would otherwise send its placeholder values
                     "languages": {"type": "string", "description": "candidate languages, e.g. en,es,fr", "examples": [""]},
                     "top_k": {"type": "integer", "minimum": 1, "maximum": 100, "examples": [3]},
+                    "timeline": {"type": "boolean", "description": "also answer the language timeline", "examples": [False]},
                 },
             }
         },
@@ -146,6 +162,18 @@ _DETECT_BODY = {
 @router.get("/languages", summary="Every language the engine can name", response_model=Languages)
 async def languages(processor: Annotated[AudioProcessor, Depends(get_processor)]) -> Languages:
     return Languages(languages=[Language(code=code, name=language_name(code)) for code in processor.engine.languages()])
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    """A true/false multipart field (the query parameter when absent)."""
+    if value is None:
+        return default
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise HTTPProblem(400, "timeline must be true or false")
 
 
 async def decode_upload(data: bytes, max_seconds: float, request_id: str) -> tuple[Any, bool]:
@@ -180,6 +208,7 @@ async def detect(
     metrics: Annotated[ServerMetrics, Depends(get_metrics)],
     languages: Annotated[str | None, Query(description="candidate languages, e.g. en,es,fr")] = None,
     top_k: Annotated[int | None, Query(ge=1, le=100, description="how many candidates to list")] = None,
+    timeline: Annotated[bool, Query(description="also answer the language timeline: which language when")] = False,
 ) -> JSONResponse:
     request_id = str(uuid.uuid4())[:8]
     settings = request.app.state.settings
@@ -197,6 +226,7 @@ async def detect(
                 raise HTTPProblem(400, "top_k must be a whole number") from None
             if not 1 <= k <= 100:
                 raise HTTPProblem(400, "top_k must be between 1 and 100")
+        want_timeline = _flag(fields.get("timeline"), timeline)
         samples, truncated = await decode_upload(data, settings.MAX_UPLOAD_SECONDS, request_id)
         asked_at = time.perf_counter()
         metrics.detection_started()
@@ -204,6 +234,7 @@ async def detect(
         try:
             result = await processor.process_audio(samples, request_id, candidates)
             processing_time = result.processing_time if result.probabilities else None
+            spans = await processor.timeline(samples, request_id, candidates) if want_timeline else None
         except Busy as exc:
             raise HTTPProblem(503, str(exc), "busy") from None
         except EngineError as exc:
@@ -216,6 +247,9 @@ async def detect(
             answer["truncated"] = True
         if candidates:
             answer["candidates"] = candidates
+        if spans is not None:
+            answer["timeline"] = spans.as_list(k or settings.TOP_K)
+            answer["timeline_processing_time"] = round(spans.processing_time, 4)
         metrics.answered(result.language, result.reason, time.perf_counter() - asked_at)
         return JSONResponse(protocol.success(answer, request_id))
     except HTTPProblem as exc:

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 import uuid
+from dataclasses import replace
 from typing import Annotated, Any, Callable, Coroutine, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -31,10 +32,12 @@ from starlette.exceptions import HTTPException
 from .access import require_api_key
 from .audio import SAMPLE_RATE, AudioDecodeError, decode_head
 from .audio_processor import AudioProcessor, Busy
-from .engines.base import EngineError, Segment, TranscribeOptions
+from .audio_processor import Transcription as AudioTranscription
+from .engines.base import EngineError, Segment, TranscribeOptions, Word
 from .http_api import Candidate, get_processor
 from .languages import WHISPER_LANGUAGES, language_name, to_code
 from .metrics import ServerMetrics
+from .timeline import Timeline
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +196,10 @@ class VerboseTranscription(TranscriptionVerbose):
     confident: bool = Field(False, description="LangShazam: the detection is confident by the honesty rule")
     top: list[Candidate] = Field(default_factory=list, description="LangShazam: the most likely languages")
     reason: str | None = Field(None, description="LangShazam: why no language was named: no_speech, too_short, uncertain")
+    timeline: list[dict[str, Any]] | None = Field(
+        None, description="LangShazam, with timeline=true: which language when (as POST /detect?timeline=true); "
+        "each segment then carries its own `language`"
+    )
 
 
 @router.post(
@@ -232,6 +239,9 @@ async def create_transcription(
         list[Literal["segment", "word"]] | None,
         Form(alias="timestamp_granularities[]", description="with verbose_json: segment (always), word"),
     ] = None,
+    timeline: Annotated[
+        bool, Form(description="LangShazam, with verbose_json: each segment's own language (a language timeline)")
+    ] = False,
 ) -> Response:
     request_id: str = request.state.request_id
     settings = request.app.state.settings
@@ -264,6 +274,10 @@ async def create_transcription(
         result = await processor.transcribe(samples, request_id, options)
         if result.identification.probabilities:
             processing_time = result.identification.processing_time
+        spans = None
+        if timeline and response_format == "verbose_json":
+            spans = await processor.timeline(samples, request_id)
+            result = await transcribe_by_language(processor, samples, request_id, options, spans, result)
     except Busy as exc:
         raise OpenAIError(503, str(exc), type="server_error", code="server_busy", kind="busy",
                           headers={"Retry-After": "1"}) from None
@@ -298,7 +312,47 @@ async def create_transcription(
         top=[Candidate(language=c, language_name=language_name(c), probability=_round(p)) for c, p in top],
         reason=identification.reason,
     )
-    return JSONResponse(verbose.model_dump(mode="json", exclude={"words"} if transcript.words is None else set()))
+    exclude = {"words"} if transcript.words is None else set()
+    if spans is None:
+        exclude.add("timeline")
+    else:
+        verbose.timeline = spans.as_list(settings.TOP_K)
+        for segment in verbose.segments or []:
+            segment.language = language_at(spans.as_list(1), segment.start, segment.end)  # type: ignore[attr-defined]
+    return JSONResponse(verbose.model_dump(mode="json", exclude=exclude))
+
+
+async def transcribe_by_language(processor: AudioProcessor, samples: Any, request_id: str, options: TranscribeOptions,
+                                 spans: Timeline, whole: AudioTranscription) -> AudioTranscription:
+    """The transcript made stretch by stretch of the timeline, each in its own language (a language given
+    in the request wins); times in seconds of the whole audio. The detection stays the whole file's."""
+    texts: list[str] = []
+    segments: list[Segment] = []
+    words: list[Word] | None = [] if options.words else None
+    seconds = whole.seconds
+    for span in spans.segments:
+        first, last = int(span.start * SAMPLE_RATE), int(span.end * SAMPLE_RATE)
+        part = await processor.transcribe(samples[first:last], request_id,
+                                          replace(options, language=options.language or span.language))
+        seconds += part.seconds
+        texts.append(part.transcript.text.strip())
+        for segment in part.transcript.segments:
+            segments.append(replace(segment, id=len(segments), start=round(segment.start + span.start, 3),
+                                    end=round(segment.end + span.start, 3)))
+        if words is not None:
+            words += [replace(w, start=round(w.start + span.start, 3), end=round(w.end + span.start, 3))
+                      for w in part.transcript.words or []]
+    transcript = replace(whole.transcript, text=" ".join(text for text in texts if text), segments=segments,
+                         words=words)
+    return AudioTranscription(whole.identification, transcript, seconds)
+
+
+def language_at(timeline: list[dict[str, Any]], start: float, end: float) -> str | None:
+    """The language of the timeline segment that overlaps [start, end] the most (None: none does, or it
+    names no language)."""
+    overlap = {i: min(end, t["end"]) - max(start, t["start"]) for i, t in enumerate(timeline)}
+    best = max(overlap, key=overlap.__getitem__, default=None)
+    return timeline[best]["language"] if best is not None and overlap[best] > 0 else None
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)

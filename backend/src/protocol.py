@@ -4,7 +4,8 @@ Server to client, all JSON objects:
 - `{"status": "success", "data": {...}, "timestamp": ISO-8601, "connection_id": id}`: the answer.
 - `{"status": "error", "message": str, "timestamp": ..., "connection_id": id}`: what went wrong.
 
-Stream mode adds `{"status": "partial", "data": {...}, ...}` answers before the final success.
+Stream mode adds `{"status": "partial", "data": {...}, ...}` answers before the final success; continuous
+mode adds `{"status": "segment", "data": {...}, ...}`, one per utterance, and ends with a summary.
 
 Client to server: binary frames of audio; text frames of JSON: `{"type": "start", "mode": "stream", ...}`
 first (optional, see ConnectionOptions), `{"type": "stop"}` to ask for the (final) answer now.
@@ -81,6 +82,11 @@ def success(data: dict[str, Any], connection_id: str) -> dict[str, Any]:
     return {"status": "success", "data": data, "timestamp": timestamp(), "connection_id": connection_id}
 
 
+def segment(data: dict[str, Any], connection_id: str) -> dict[str, Any]:
+    """Continuous mode: one utterance's language and times in the stream."""
+    return {"status": "segment", "data": data, "timestamp": timestamp(), "connection_id": connection_id}
+
+
 def partial(data: dict[str, Any], connection_id: str) -> dict[str, Any]:
     return {"status": "partial", "data": data, "timestamp": timestamp(), "connection_id": connection_id}
 
@@ -96,7 +102,7 @@ class ClientMessage:
 
 
 CLIENT_MESSAGE_TYPES = ("start", "stop")
-MODES = ("once", "stream")
+MODES = ("once", "stream", "continuous")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """WebSocketManager: admits each client on /ws and hands it to its mode's session.
 
-Two modes (see README, "WebSocket protocol"):
+Three modes (see README, "WebSocket protocol"):
 - once (the original design, once_session.py): one answer at MIN_AUDIO_SIZE bytes (20 KB), on stop, or
   after a quiet spell;
 - stream (`?mode=stream` or a first frame `{"type": "start", "mode": "stream"}`, stream_session.py):
-  partial answers as speech arrives, then a final one, by the rule in streaming.py.
+  partial answers as speech arrives, then a final one, by the rule in streaming.py;
+- continuous (`?mode=continuous` or in the start frame, continuous_session.py): a segment per utterance
+  (language and times), partials meanwhile, and a summary when the stream ends.
 
 Every connection is checked on arrival (origin, API key, connection limit) and bounded while it lasts
 (bytes, seconds of audio, frame size, idle time); each refusal is an error message and a close code.
@@ -26,6 +28,7 @@ from .access import origin_allowed, presented_key, token_matches
 from .audio import AudioDecodeError, AudioStream
 from .audio_processor import AudioProcessor
 from .metrics import ServerMetrics
+from .continuous_session import ContinuousSession
 from .once_session import OnceSession
 from .protocol import ClientMessage, ConnectionOptions, ProtocolError
 from .session import (  # noqa: F401 (Limits and the close codes are imported from here by main.py and tests)
@@ -150,6 +153,8 @@ class WebSocketManager:
         args = (self._context, websocket, connection_id, options, stream)
         if options.mode == "stream":
             session = StreamSession(*args, policy=self.stream_policy)
+        elif options.mode == "continuous":
+            session = ContinuousSession(*args, policy=self.stream_policy)
         else:
             session = OnceSession(*args, min_audio_size=self.min_audio_size, quiet_seconds=self.once_quiet_seconds)
         with stream:  # its decoder stops with the connection

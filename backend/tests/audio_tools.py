@@ -195,3 +195,24 @@ def long_ogg_opus(samples: np.ndarray, seconds: float, bit_rate: int = 6000) -> 
                 packet.stream = target_stream
                 target.mux(packet)
     return out.getvalue()
+
+
+def join_clips(files: list[tuple[str, str]], pause: float, seed: int = 0) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """(file, language) clips trimmed to their speech (VAD) and joined with `pause` seconds of faint noise;
+    returns the samples and (language, start, end) of each clip in them."""
+    from src.vad import VoiceActivityDetector
+
+    vad = VoiceActivityDetector()
+    rng = np.random.default_rng(seed)
+    pieces, spans, position = [], [], 0
+    for index, (file, language) in enumerate(files):
+        samples = clip(file).samples()
+        speech = vad.find_speech(samples).audio(samples)
+        if index:
+            gap = rng.normal(0, 3e-4, int(pause * 16000)).astype(np.float32)
+            pieces.append(gap)
+            position += len(gap)
+        spans.append((language, position / 16000, (position + len(speech)) / 16000))
+        pieces.append(speech)
+        position += len(speech)
+    return np.concatenate(pieces), spans

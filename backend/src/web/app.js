@@ -13,6 +13,7 @@ const ui = {
   guessLabel: $("guess-label"), guessName: $("guess-name"), guessConfidence: $("guess-confidence"),
   bars: $("bars"), limit: $("limit"), langs: $("langs"), langsError: $("langs-error"), server: $("server"),
   maybe: $("maybe"), chips: $("chips"), retry: $("retry"), picker: document.querySelector(".picker"),
+  continuous: $("continuous"), timeline: $("timeline"),
 };
 
 const REASONS = {
@@ -86,7 +87,28 @@ function micMessage(err) {
   }
 }
 
+// Continuous mode: one coloured span per utterance, its width its length in time.
+function renderTimeline(segments) {
+  // One hue per language, in order of appearance, a golden angle apart: always distinct side by side.
+  const order = [...new Set(segments.map((segment) => segment.language).filter(Boolean))];
+  const hue = (code) => Math.round((210 + order.indexOf(code) * 137.508) % 360);
+  ui.timeline.hidden = !segments.length;
+  ui.timeline.replaceChildren(...segments.map((segment) => {
+    const li = document.createElement("li");
+    li.dataset.language = segment.language || "";
+    li.className = segment.language ? "span" : "span span-unknown";
+    if (segment.language) li.style.setProperty("--hue", hue(segment.language));
+    li.style.flexGrow = String(Math.max(0.3, segment.end - segment.start));
+    const name = segment.language ? segment.language_name : "Not sure";
+    li.textContent = name;
+    li.title = `${name}, ${segment.start.toFixed(1)}–${segment.end.toFixed(1)} s`;
+    return li;
+  }));
+}
+
 function clearResult() {
+  ui.timeline.hidden = true;
+  ui.timeline.replaceChildren();
   ui.guess.hidden = true;
   delete ui.guess.dataset.language;
   delete ui.guess.dataset.confident;
@@ -155,6 +177,15 @@ function showFinal(data) {
     if (data.reason === "uncertain") offerCandidates(data.top || []);
   }
   say(ENDINGS[data.ended_by] || "Done.");
+}
+
+// Continuous mode's summary: the timeline and how long each language was spoken.
+function showSummary(data) {
+  ui.tentative.hidden = true;
+  renderTimeline(data.segments || []);
+  renderBars([]);
+  const spoken = (data.languages || []).map((item) => `${item.language_name} (${item.seconds.toFixed(1)} s)`);
+  say(spoken.length ? `Languages spoken: ${spoken.join(", ")}.` : (REASONS[data.reason] || ["", "No answer."])[1]);
 }
 
 // "Not sure": the top candidates, ticked, and one tap to try again among them.
@@ -239,7 +270,7 @@ function connect(s, url, languages) {
   }
   c.ws.onopen = () => {
     c.opened = true;
-    c.ws.send(JSON.stringify({ type: "start", mode: "stream", ...(languages && { languages }) }));
+    c.ws.send(JSON.stringify({ type: "start", mode: s.continuous ? "continuous" : "stream", ...(languages && { languages }) }));
     const mimeType = MIME_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
     c.recorder = new MediaRecorder(s.stream, mimeType ? { mimeType } : undefined);
     c.recorder.ondataavailable = (event) => {
@@ -252,7 +283,7 @@ function connect(s, url, languages) {
     c.recorder.start(250);
     if (session === s && document.body.dataset.state !== "stopping") {
       setState("listening");
-      say("Listening… speak now.");
+      say(s.continuous ? "Listening… speak, switch languages, press Stop when done." : "Listening… speak now.");
     }
   };
   c.ws.onmessage = (event) => {
@@ -265,6 +296,13 @@ function connect(s, url, languages) {
     }
     if (message.status === "partial") {
       showPartial(message.data);
+    } else if (message.status === "segment") {
+      s.segments.push(message.data);
+      renderTimeline(s.segments);
+      showPartial(message.data);
+    } else if (message.status === "success" && s.continuous) {
+      showSummary(message.data);
+      end(s, "done");
     } else if (message.status === "success") {
       showFinal(message.data);
       end(s, "done");
@@ -308,7 +346,8 @@ async function start() {
     }
     languages = codes;
   }
-  const s = (session = { done: false, retried: false });
+  const s = (session = { done: false, retried: false, continuous: ui.continuous.checked, segments: [] });
+  document.body.dataset.mode = s.continuous ? "continuous" : "stream";
   clearResult();
   setState("starting");
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || !window.MediaRecorder) {
