@@ -37,10 +37,8 @@ reports the best settings' figures on both sets (tune on one, check on the other
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
-import os
 import random
 import statistics
 import sys
@@ -49,14 +47,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import pct, table  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "backend"))
+from benchkit import SAMPLE_RATE, default_manifest, default_more_manifest, read_set, table  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-SAMPLE_RATE = 16000
 MAX_TURN_SECONDS = 10.0
 MATCH_SECONDS = 1.0  # a predicted switch this close to a true one finds it
 NEAREST_SECONDS = 0.5  # uncovered reference time takes the nearest segment this close
@@ -79,11 +73,7 @@ CODE_SWITCH = {
 
 
 def eval_dirs() -> dict[str, Path]:
-    shared = REPO_ROOT.parent / "shared"
-    return {
-        "eval": Path(os.environ.get("LANGSHAZAM_EVAL_DIR", shared / "eval")),
-        "eval-more": Path(os.environ.get("LANGSHAZAM_EVAL_MORE_DIR", shared / "eval-more")),
-    }
+    return {"eval": default_manifest().parent, "eval-more": default_more_manifest().parent}
 
 
 @dataclass
@@ -101,15 +91,10 @@ class Conversation:
 
 def speech_clips(directory: Path, known: set[str]) -> dict[str, list[Path]]:
     """Clips by language: kind `speech` (all clips when the manifest has no kind), languages Whisper knows."""
-    manifest = directory / "manifest.csv"
-    if not manifest.is_file():
-        sys.exit(f"evaluate_timeline.py: no manifest at {manifest}")
     by_lang: dict[str, list[Path]] = {}
-    with open(manifest, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row.get("kind", "speech") != "speech" or row["lang"] not in known:
-                continue
-            by_lang.setdefault(row["lang"], []).append(directory / "clips" / row["file"])
+    for clip in read_set(directory, "evaluate_timeline.py", kinds=("speech",)):
+        if clip.lang in known:
+            by_lang.setdefault(clip.lang, []).append(clip.path)
     return by_lang
 
 
