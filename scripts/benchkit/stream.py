@@ -118,7 +118,7 @@ async def stream(url: str, chunks: list[bytes], *, pace: float = CHUNK_SECONDS, 
             if stop and not done():
                 await ws.send(json.dumps({"type": "stop"}))
                 out.stop_sent = time.perf_counter()
-        except ConnectionClosed:
+        except (ConnectionClosed, OSError):
             pass  # the server answered (or refused) and closed: read what it sent
         try:
             await asyncio.wait_for(asyncio.shield(reading), answer_timeout)
