@@ -16,7 +16,6 @@ before in another language does not sway it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -26,7 +25,7 @@ from . import protocol
 from .audio import SAMPLE_RATE, AudioDecodeError, AudioIncomplete, AudioTooLong
 from .languages import language_name
 from .protocol import ClientMessage, Identification
-from .session import SHUTDOWN, ClientError, Session
+from .session import SHUTDOWN, ClientError, ListeningSession
 from .streaming import StreamPolicy, StreamTracker, pause_seconds
 from .vad import Speech
 
@@ -38,7 +37,7 @@ ANALYSIS_STEP_SECONDS = 0.25
 LEAD_SECONDS = 0.3
 
 
-class ContinuousSession(Session):
+class ContinuousSession(ListeningSession):
     def __init__(self, *args, policy: StreamPolicy | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.policy = policy or StreamPolicy()
@@ -46,20 +45,6 @@ class ContinuousSession(Session):
         self._stop: str | None = None  # why the connection ends, once it does
         self._stop_at = 0.0
         self.segments: list[dict] = []
-
-    async def run(self, first: bytes | ClientMessage | None) -> None:
-        receiver = asyncio.create_task(self._receive_loop(first))
-        analysis = asyncio.create_task(self._analysis_loop())
-        try:
-            done, _ = await asyncio.wait({receiver, analysis}, return_when=asyncio.FIRST_COMPLETED)
-            if analysis not in done and receiver.exception() is not None:
-                raise receiver.exception()  # the client left or broke a rule: no summary is owed any more
-            await analysis
-        finally:
-            for task in (receiver, analysis):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
 
     def _end(self, why: str) -> None:
         self._stop = why

@@ -6,6 +6,7 @@ running a detection and sending the final answer. Each mode's loop lives in its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -216,3 +217,28 @@ class Session:
 def too_long(exc: AudioTooLong) -> ClientError:
     """The stream passed MAX_AUDIO_SECONDS: its decoding stopped there."""
     return ClientError(f"more than {exc.limit_seconds:g} s of audio on one connection", CLOSE_TOO_BIG, "too_large", True)
+
+
+class ListeningSession(Session):
+    """A session that analyses while audio still arrives (stream and continuous modes): a receive loop
+    and an analysis loop run together until the analysis is done or the receiving fails."""
+
+    async def run(self, first: bytes | ClientMessage | None) -> None:
+        receiver = asyncio.create_task(self._receive_loop(first))
+        analysis = asyncio.create_task(self._analysis_loop())
+        try:
+            done, _ = await asyncio.wait({receiver, analysis}, return_when=asyncio.FIRST_COMPLETED)
+            if analysis not in done and receiver.exception() is not None:
+                raise receiver.exception()  # the client left or broke a rule: nothing is owed any more
+            await analysis
+        finally:
+            for task in (receiver, analysis):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _receive_loop(self, first: bytes | ClientMessage | None) -> None:
+        raise NotImplementedError
+
+    async def _analysis_loop(self) -> None:
+        raise NotImplementedError

@@ -8,7 +8,6 @@ whenever about ANALYSIS_STEP_SECONDS of it has arrived (decode, VAD, maybe a det
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import replace
@@ -16,7 +15,7 @@ from dataclasses import replace
 from . import protocol
 from .audio import SAMPLE_RATE, AudioIncomplete
 from .protocol import ClientMessage, Identification
-from .session import SHUTDOWN, Session
+from .session import SHUTDOWN, ListeningSession
 from .streaming import STREAM_VAD_MIN_SILENCE_MS, StreamPolicy, StreamTracker, pause_seconds
 
 logger = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ logger = logging.getLogger(__name__)
 ANALYSIS_STEP_SECONDS = 0.25
 
 
-class StreamSession(Session):
+class StreamSession(ListeningSession):
     def __init__(self, *args, policy: StreamPolicy | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.policy = policy or StreamPolicy()
@@ -33,20 +32,6 @@ class StreamSession(Session):
         self._wake = asyncio.Event()
         self._stop: str | None = None  # "stop" or "shutdown" once the client or the server asked
         self._stop_at = 0.0
-
-    async def run(self, first: bytes | ClientMessage | None) -> None:
-        receiver = asyncio.create_task(self._receive_loop(first))
-        analysis = asyncio.create_task(self._analysis_loop())
-        try:
-            done, _ = await asyncio.wait({receiver, analysis}, return_when=asyncio.FIRST_COMPLETED)
-            if analysis not in done and receiver.exception() is not None:
-                raise receiver.exception()  # the client left or broke a rule: no answer is owed any more
-            await analysis
-        finally:
-            for task in (receiver, analysis):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
 
     async def _receive_loop(self, first: bytes | ClientMessage | None) -> None:
         message = first

@@ -17,28 +17,25 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EVAL_DIR = REPO_ROOT.parent / "shared" / "eval"
 
 
-def eval_dir() -> Path:
-    """The evaluation set: $LANGSHAZAM_EVAL_DIR, else ../shared/eval beside the project."""
-    path = Path(os.environ.get("LANGSHAZAM_EVAL_DIR", DEFAULT_EVAL_DIR))
+def _set_dir(variable: str, default: Path, name: str) -> Path:
+    path = Path(os.environ.get(variable, default))
     if not (path / "manifest.csv").is_file():
         pytest.fail(
-            f"the evaluation clips are missing: no manifest.csv in {path}. They live in ../shared/eval "
-            "beside the project; set LANGSHAZAM_EVAL_DIR to point elsewhere.",
+            f"the evaluation clips are missing: no manifest.csv in {path}. They live in ../shared/{name} "
+            f"beside the project; set {variable} to point elsewhere.",
             pytrace=False,
         )
     return path
+
+
+def eval_dir() -> Path:
+    """The evaluation set: $LANGSHAZAM_EVAL_DIR, else ../shared/eval beside the project."""
+    return _set_dir("LANGSHAZAM_EVAL_DIR", DEFAULT_EVAL_DIR, "eval")
 
 
 def eval_more_dir() -> Path:
     """The second evaluation set: $LANGSHAZAM_EVAL_MORE_DIR, else `eval-more` beside the first set."""
-    path = Path(os.environ.get("LANGSHAZAM_EVAL_MORE_DIR", eval_dir().parent / "eval-more"))
-    if not (path / "manifest.csv").is_file():
-        pytest.fail(
-            f"the second evaluation set is missing: no manifest.csv in {path}. It lives in ../shared/eval-more "
-            "beside the project; set LANGSHAZAM_EVAL_MORE_DIR to point elsewhere.",
-            pytrace=False,
-        )
-    return path
+    return _set_dir("LANGSHAZAM_EVAL_MORE_DIR", eval_dir().parent / "eval-more", "eval-more")
 
 
 @dataclass(frozen=True)
