@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import sys
 import time
@@ -50,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import (  # noqa: E402
     CHUNK_SECONDS, SAMPLE_RATE, Clip, Server, ct2_backend, default_manifests, describe_backend, log, machine, med,
     model_path, ms, one_per_language, p95, pct, round_robin, samples_to_webm, split_frames, stop_on_sigterm,
-    stream, table, with_silence,
+    stream, table, with_silence, write_json,
 )
 from benchkit import read_manifest as _read_manifest  # noqa: E402
 
@@ -530,8 +529,7 @@ def main() -> int:
         results = {"machine": info, "end_of_speech": report_end_of_speech(eos, out)}
         out += ["", f"Whole run: {time.monotonic() - t_start:.0f} s."]
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(results, indent=1, default=str))
+            write_json(args.json, results)
         return 0
 
     # 1. In process.
@@ -689,8 +687,7 @@ def main() -> int:
         end_load = "?"
     out += ["", f"Whole run: {time.monotonic() - t_start:.0f} s; load average at the end: {end_load}."]
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1, default=str))
+        write_json(args.json, results)
     return 0
 
 

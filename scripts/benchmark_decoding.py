@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import (  # noqa: E402
-    CHUNK_SECONDS, SAMPLE_RATE, Clip, default_manifest, read_manifest, samples_to_webm, split_frames, table,
+    CHUNK_SECONDS, SAMPLE_RATE, Clip, default_manifest, read_manifest, samples_to_webm, split_frames, table, write_json,
 )
 from benchkit import ms as _ms  # noqa: E402
 
@@ -175,7 +174,7 @@ def main() -> int:
     figures = measure(clips, args.seconds)
     print("\n".join(report(figures)), flush=True)
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=1, default=str))
+        write_json(args.json, figures)
     return 0
 
 

@@ -18,13 +18,12 @@ minutes on 2 cores); `--quick`: one clip per language.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import default_manifest, log, machine, med, ms, one_per_language, p95, read_manifest, table  # noqa: E402
+from benchkit import default_manifest, log, machine, med, ms, one_per_language, p95, read_manifest, table, write_json  # noqa: E402
 
 
 def main() -> int:
@@ -89,7 +88,7 @@ def main() -> int:
     print(f"\nclip length median {med([row['audio_seconds'] for row in rows]):.1f} s; empty transcripts: "
           f"{empty}/{len(rows)}; load average at the end: {' '.join(f'{x:.2f}' for x in info['loadavg_start'])}")
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "clips": rows}, indent=1))
+        write_json(args.json, {"machine": info, "clips": rows})
     return 0
 
 

@@ -24,7 +24,6 @@ rule, how many answers changed, and the seconds the rule saves.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from pathlib import Path
 from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import SAMPLE_RATE, default_manifests, pct, read_set, table  # noqa: E402
+from benchkit import SAMPLE_RATE, default_manifests, pct, read_set, table, write_json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -177,7 +176,7 @@ def main() -> int:
         print()
     print(f"Run: {time.perf_counter() - started:.0f} s.")
     if args.json:
-        args.json.write_text(json.dumps({"records": records, "summary": summary}, indent=1))
+        write_json(args.json, {"records": records, "summary": summary})
     processor.close()
     return 0
 

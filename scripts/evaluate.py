@@ -27,7 +27,6 @@ points between them; `CT2_USE_MKL=0` / `=1` select each). `--json` dumps the num
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -38,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import (  # noqa: E402
-    REPO_ROOT, SAMPLE_RATE, SPEECH_KINDS, Clip, ct2_backend, default_manifests, describe_backend, pct, table,
+    REPO_ROOT, SAMPLE_RATE, SPEECH_KINDS, Clip, ct2_backend, default_manifests, describe_backend, pct, table, write_json,
 )
 from benchkit import read_manifest as _read_manifest  # noqa: E402
 
@@ -383,8 +382,7 @@ def main() -> int:
                 "DETECTION_MAX_SECONDS")},
             "clips_detail": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(dump, indent=1))
+        write_json(args.json, dump)
     processor.close()
     return 0
 

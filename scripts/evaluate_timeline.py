@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import random
 import statistics
 import sys
@@ -47,7 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import SAMPLE_RATE, default_manifest, default_more_manifest, read_set, table  # noqa: E402
+from benchkit import SAMPLE_RATE, default_manifest, default_more_manifest, read_set, table, write_json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -382,8 +381,7 @@ def main() -> int:
             table(HEADERS, rows)]
     print("\n".join(out))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1, default=str))
+        write_json(args.json, results)
     return 0
 
 

@@ -25,6 +25,7 @@ from benchkit.clips import (  # noqa: E402
 )
 from benchkit.figures import (  # noqa: E402
     ct2_backend, describe_backend, log, machine, med, model_path, ms, p95, pct, quantile, secs, table,
+    write_json,
 )
 from benchkit.server import CpuAccount, RssPeak, Server, free_port, http_json, stop_on_sigterm  # noqa: E402
 from benchkit.stream import CHUNK_SECONDS, Exchange, split_frames, stream  # noqa: E402

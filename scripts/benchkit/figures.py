@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -19,6 +20,12 @@ def log(message: str) -> None:
 
 
 # --- percentiles ----------------------------------------------------------------------------------------
+
+
+def write_json(path: Path, data: object) -> None:
+    """A script's figures as JSON (`--json PATH`), its folder made if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str))
 
 
 def quantile(values, q: float) -> float | None:
