@@ -131,6 +131,19 @@ class Outcome:
     first_partial: float | None = None  # s from open
 
 
+
+async def finish_by(tasks: list[asyncio.Task], deadline: float, what: str) -> tuple[list, int]:
+    """Wait for the tasks until `deadline` (monotonic), cancel those still running, log those that failed;
+    the results of those that finished, and how many were cut off."""
+    done, pending = await asyncio.wait(tasks, timeout=deadline - time.monotonic())
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if task.exception() is not None:
+            log(f"{what} failed: {task.exception()!r}")
+    return [task.result() for task in done if task.exception() is None], len(pending)
+
 async def one_connection(url: str, clip: Clip, *, stream_mode: bool, answer_timeout: float) -> Outcome:
     """Open url, send the clip (paced in 250 ms chunks when `stream_mode`, else in one frame), send stop unless
     answered already, and read until the server closes or answer_timeout after the audio ended."""
@@ -268,13 +281,7 @@ async def load_phase(server: Server, clips: list[Clip], clients: int, duration: 
     sampler = Sampler(server)
     sampling = asyncio.create_task(sampler.run(stop))
     tasks = [asyncio.create_task(client(n)) for n in range(clients)]
-    done, pending = await asyncio.wait(tasks, timeout=hard_deadline - time.monotonic())
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    for task in done:
-        if task.exception() is not None:
-            log(f"a client failed: {task.exception()!r}")
+    _, cut_off = await finish_by(tasks, hard_deadline, "a client")
     elapsed = time.monotonic() - started
     cpu_figures = cpu.summary()
     stop.set()
@@ -283,7 +290,7 @@ async def load_phase(server: Server, clips: list[Clip], clients: int, duration: 
     result = summarize(outcomes)
     result.update({
         "clients": clients, "duration_s": duration, "elapsed_s": round(elapsed, 1),
-        "clients_cut_off": len(pending),
+        "clients_cut_off": cut_off,
         "connections_per_s": round(len(outcomes) / elapsed, 2) if elapsed else None,
         "audio_seconds_streamed": round(sum(o.clip.seconds for o in outcomes), 1),
         "server_detections": after["total_requests"] - before["total_requests"],
@@ -352,14 +359,7 @@ async def long_phase(server: Server, clips: list[Clip], answer_timeout: float) -
     sampler, rss = Sampler(server), RssPeak(server, every=0.5).__enter__()
     sampling = [asyncio.create_task(sampler.run(stop))]
     tasks = [asyncio.create_task(client(n, clip)) for n, clip in enumerate(clips)]
-    done, pending = await asyncio.wait(tasks, timeout=hard_deadline - time.monotonic())
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    outcomes = [t.result() for t in done if t.exception() is None]
-    for task in done:
-        if task.exception() is not None:
-            log(f"a long stream failed: {task.exception()!r}")
+    outcomes, cut_off = await finish_by(tasks, hard_deadline, "a long stream")
     elapsed = time.monotonic() - started
     cpu_figures = cpu.summary()
     stop.set()
@@ -370,7 +370,7 @@ async def long_phase(server: Server, clips: list[Clip], answer_timeout: float) -
     result = summarize(outcomes)
     result.update({
         "streams": len(clips), "stream_seconds": round(max(c.seconds for c in clips), 1),
-        "elapsed_s": round(elapsed, 1), "streams_cut_off": len(pending),
+        "elapsed_s": round(elapsed, 1), "streams_cut_off": cut_off,
         "server_detections": after["total_requests"] - before["total_requests"],
         "server_errors": after["errors"] - before["errors"],
         "rss_source": rss_source,
