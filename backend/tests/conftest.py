@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,24 @@ def exchange(
         except TimeoutError:
             pytest.fail(f"no close from the server within {timeout}s; got {messages}")
         return Exchange(messages, ws.close_code, ws.close_reason or "")
+
+
+class BackgroundStream:
+    """A clip streamed to a server in stream mode from a thread, slower than real time so that it is still
+    open when the test acts on the server; `result()` is what stream_exchange returned."""
+
+    def __init__(self, srv: "Server", audio: bytes, seconds: float, *, speed: float = 0.5, timeout: float = 30) -> None:
+        self._result: dict = {}
+        self._thread = threading.Thread(target=lambda: self._result.update(
+            stream=stream_exchange(srv.ws + "?mode=stream", audio, seconds, speed=speed, timeout=timeout)))
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while srv.metrics()["total_requests"] < 1 and time.monotonic() < deadline:  # mid-stream, after a partial
+            time.sleep(0.05)
+
+    def result(self, timeout: float = 40) -> tuple[list[dict], list[float], int | None]:
+        self._thread.join(timeout)
+        return self._result["stream"]
 
 
 def stream_exchange(

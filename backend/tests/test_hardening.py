@@ -15,7 +15,7 @@ import pytest
 from websockets.sync.client import connect
 
 from audio_tools import clip, encode
-from conftest import exchange, free_port, stream_exchange
+from conftest import BackgroundStream, exchange, free_port
 
 
 def _good_answer(srv, file="en_cv_5.mp3", lang="en", **kwargs):
@@ -290,21 +290,9 @@ def test_engine_exception_fails_only_that_connection(model_cache, tmp_path):
 def test_graceful_shutdown(make_server):
     srv = make_server({"SHUTDOWN_GRACE_SECONDS": "15", "FINAL_PROBABILITY": "1.0"})
     samples = clip("fr_cv_5.mp3").samples()
-    audio = encode(samples, "webm")
-    result = {}
-
-    def client():
-        result["stream"] = stream_exchange(srv.ws + "?mode=stream", audio, len(samples) / 16000, speed=0.5,
-                                           timeout=30)
-
-    thread = threading.Thread(target=client)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while srv.metrics()["total_requests"] < 1 and time.monotonic() < deadline:  # mid-stream, after a partial
-        time.sleep(0.05)
+    stream = BackgroundStream(srv, encode(samples, "webm"), len(samples) / 16000)
     srv.process.send_signal(signal.SIGTERM)
-    thread.join(40)
-    messages, _, code = result["stream"]
+    messages, _, code = stream.result()
     final = messages[-1]
     assert final["status"] == "success" and final["data"]["ended_by"] == "shutdown", messages
     assert final["data"]["language"] == "fr"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
 import httpx
@@ -12,7 +11,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from audio_tools import clip, encode
-from conftest import exchange, stream_exchange
+from conftest import BackgroundStream, exchange
 
 
 def _upgrade_status(url: str) -> int:
@@ -59,18 +58,7 @@ def test_sigterm_fails_readiness_then_serves_for_the_delay_then_drains(make_serv
     srv = make_server({"SHUTDOWN_READINESS_DELAY_SECONDS": str(delay), "SHUTDOWN_GRACE_SECONDS": "15",
                        "FINAL_PROBABILITY": "1.0", "STREAM_END_SILENCE_SECONDS": "0"})
     samples = clip("ru_cv_1.mp3").samples()
-    audio = encode(samples, "webm")
-    result = {}
-
-    def streaming_client():
-        result["stream"] = stream_exchange(srv.ws + "?mode=stream", audio, len(samples) / 16000, speed=0.5,
-                                           timeout=30)
-
-    thread = threading.Thread(target=streaming_client)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while srv.metrics()["total_requests"] < 1 and time.monotonic() < deadline:  # mid-stream, after a partial
-        time.sleep(0.05)
+    stream = BackgroundStream(srv, encode(samples, "webm"), len(samples) / 16000)
     assert srv.get("/ready").status_code == 200
 
     signalled = time.monotonic()
@@ -99,8 +87,7 @@ def test_sigterm_fails_readiness_then_serves_for_the_delay_then_drains(make_serv
         time.sleep(0.05)
     assert refused_at is not None and refused_at >= delay, refused_at
 
-    thread.join(40)
-    messages, _, code = result["stream"]
+    messages, _, code = stream.result()
     final = messages[-1]
     assert final["status"] == "success" and final["data"]["ended_by"] == "shutdown", messages
     assert code == 1000
