@@ -169,7 +169,7 @@ def main() -> int:
             identify_times.append(time.perf_counter() - started)
             speech = processor.vad.find_speech(samples)
             speech_audio = speech.audio(samples)
-            raw = processor.engine.detect(speech_audio).probabilities if speech.seconds >= settings.MIN_SPEECH_SECONDS else []
+            raw = result.raw_probabilities or []  # the engine's own, before calibration (none without speech)
             prefixes = []  # detections on the first 1, 2, 3, ... whole seconds of speech (engine, then calibrated)
             for n in range(1, int(min(speech.seconds, settings.STREAM_MAX_SECONDS)) + 1):
                 prefixes.append(tempered(processor.engine.detect(speech_audio[: n * SAMPLE_RATE]).probabilities,
