@@ -22,4 +22,11 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-exec .venv/bin/python -m pytest backend/tests "$@"
+# Two workers by default (TEST_WORKERS=0 runs in one process): much of the suite waits on streams paced in
+# real time, browsers and servers starting, so two processes share 2 cores well. Tests of one file stay on
+# one worker (--dist loadfile), with its module fixtures; each worker starts its own shared servers.
+WORKERS=${TEST_WORKERS:-2}
+if [ "$WORKERS" = 0 ]; then
+    exec .venv/bin/python -m pytest backend/tests "$@"
+fi
+exec .venv/bin/python -m pytest backend/tests -n "$WORKERS" --dist loadfile "$@"

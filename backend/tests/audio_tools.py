@@ -213,3 +213,38 @@ def join_clips(files: list[tuple[str, str]], pause: float, seed: int = 0) -> tup
         pieces.append(speech)
         position += len(speech)
     return np.concatenate(pieces), spans
+
+
+# --- transcripts: properties that hold on any CPU ------------------------------------------------------
+# The exact words Whisper writes differ between CTranslate2's int8 kernels (oneDNN on AMD, MKL on Intel) and
+# with thread timing, so tests check what a transcript is (in which language, about which words of a known
+# sentence) rather than its exact words.
+
+SPANISH_CLIP = "es_cv_5.mp3"  # Common Voice: "Es un originario de lo este África Tropical y de Borneo." (5.6 s)
+SPANISH_CONTENT_WORDS = ("originario", "africa", "tropical", "borneo")
+_FUNCTION_WORDS = {
+    "en": {"the", "of", "is", "it", "and", "this", "to", "that", "from", "was", "are", "an", "its"},
+    "es": {"el", "la", "de", "es", "un", "una", "y", "lo", "los", "las", "que", "del", "su"},
+}
+
+
+def words(text: str) -> list[str]:
+    import re
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
+    return re.findall(r"[a-z0-9]+", plain)
+
+
+def share_heard(text: str, content_words=SPANISH_CONTENT_WORDS) -> float:
+    """The share of a known sentence's content words found in a transcript."""
+    found = set(words(text))
+    return sum(word in found for word in content_words) / len(content_words)
+
+
+def reads_as(text: str, language: str) -> bool:
+    """Does a transcript read as `language` (en or es) rather than the other: more of that language's
+    function words than of the other's?"""
+    other = "es" if language == "en" else "en"
+    found = words(text)
+    return sum(w in _FUNCTION_WORDS[language] for w in found) > sum(w in _FUNCTION_WORDS[other] for w in found)

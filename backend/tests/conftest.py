@@ -51,6 +51,19 @@ class Server:
     def get(self, path: str, **kwargs) -> httpx.Response:
         return httpx.get(self.http + path, timeout=30, **kwargs)
 
+    def settings(self):
+        """The settings this server runs with (its environment, as the server reads it), so that tests take
+        thresholds and policies from the code under test rather than from a copy."""
+        from src.config.settings import Settings
+
+        return Settings(**{name: value for name, value in self.env.items() if name in Settings.model_fields})
+
+    def rule(self):
+        """The honesty rule this server applies."""
+        from src.confidence import ConfidenceRule
+
+        return ConfidenceRule.from_settings(self.settings())
+
     def metrics(self) -> dict:
         response = self.get("/metrics")
         response.raise_for_status()
@@ -106,6 +119,23 @@ def model_cache(tmp_path_factory) -> Path:
 def server(tmp_path_factory, model_cache) -> Iterator[Server]:
     """The default server: embedded Whisper engine, default settings."""
     srv = start_server(tmp_path_factory.mktemp("server"), model_cache)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def patient(tmp_path_factory, model_cache) -> Iterator[Server]:
+    """A server whose streams never end early on confidence: they end on a pause, stop or max duration."""
+    srv = start_server(tmp_path_factory.mktemp("patient"), model_cache, {"FINAL_STABLE_UPDATES": "50"})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def doubtful(tmp_path_factory, model_cache) -> Iterator[Server]:
+    """A server that is never sure enough to name a language (nor to end a stream on confidence)."""
+    srv = start_server(tmp_path_factory.mktemp("doubtful"), model_cache,
+                       {"UNCERTAIN_BELOW": "0.999", "FINAL_PROBABILITY": "1.0"})
     yield srv
     srv.stop()
 

