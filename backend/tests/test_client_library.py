@@ -463,7 +463,7 @@ def test_types_check_the_examples(tmp_path):
         "files": ["plain.js", "wrong.js"],
     }
     (tmp_path / "tsconfig.json").write_text(json.dumps(config))
-    checked = subprocess.run([tsc, "-p", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    checked = subprocess.run([tsc, "-p", "."], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     errors = [line for line in checked.stdout.splitlines() if "error TS" in line]
     assert not [line for line in errors if line.startswith("plain.js")], checked.stdout
     # ...and the declaration does catch a misspelt field
