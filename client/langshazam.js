@@ -83,7 +83,7 @@ function refused(code, said, details) {
     key: details.apiKey
       ? `The LangShazam server refused the API key: pass the server's API_KEY as apiKey.`
       : `The LangShazam server needs an API key: pass its API_KEY as apiKey.`,
-    busy: `The LangShazam server is busy${quoted}; it was tried twice. Try again in a few seconds.`,
+    busy: `The LangShazam server is busy${quoted}${details.retried ? "; it was tried twice" : ""}. Try again in a few seconds.`,
     too_big: `The audio went past the server's limits${quoted}: send less, or raise the server's limits (MAX_AUDIO_SECONDS, MAX_BYTES_PER_CONNECTION, MAX_UPLOAD_BYTES).`,
     bad_audio: `The server could not use the audio${quoted}. Send a format it decodes (webm, mp4, ogg, wav, mp3, flac).`,
     bad_request: `The server refused the request${quoted}: check the options (languages are ISO 639-1 codes such as en, es).`,
@@ -94,7 +94,7 @@ function refused(code, said, details) {
 
 // Close codes (and the error message before them) as error codes: README, "Messages from the server".
 function closeError(closeCode, said, context) {
-  const details = { serverMessage: said, closeCode, apiKey: context.apiKey };
+  const details = { serverMessage: said, closeCode, apiKey: context.apiKey, retried: context.retried };
   const text = said || "";
   if (closeCode === CLOSE.tryAgain || closeCode === CLOSE.goingAway) return refused("busy", said, details);
   if (closeCode === CLOSE.policy && /origin/i.test(text)) return refused("origin", said, details);
@@ -290,7 +290,7 @@ class Listening {
       this.retryTimer = setTimeout(() => this.done || this.connect(), RETRY_DELAY_MS);
       return;
     }
-    this.end(closeError(code, conn.said, { opened: conn.opened, url: this.url, apiKey: this.options.apiKey }));
+    this.end(closeError(code, conn.said, { opened: conn.opened, url: this.url, apiKey: this.options.apiKey, retried: this.retried }));
   }
 
   stop() {
@@ -298,7 +298,7 @@ class Listening {
       this.stopping = true;
       const { recorder } = this.conn;
       if (recorder && recorder.state !== "inactive") recorder.stop(); // its onstop sends {"type": "stop"}
-      else this.end(closeError(CLOSE.tryAgain, this.conn.said, { apiKey: this.options.apiKey }));
+      else this.end(closeError(CLOSE.tryAgain, this.conn.said, { apiKey: this.options.apiKey, retried: true }));
       if (!this.options.stream) this.stream.getTracks().forEach((track) => track.stop()); // the mic light goes off
     }
     return this.resultPromise;
