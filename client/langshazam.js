@@ -177,13 +177,29 @@ function levelMeter(onLevel) {
  * @returns {Promise<import("./langshazam").Session>}
  */
 export async function listen(options) {
-  const { apiKey, mode = "stream", stream: given, signal } = options || {};
+  const { apiKey, mode = "stream", signal } = options || {};
   const url = withQuery(serverUrl(options && options.url, "/ws", "ws"), { mode, token: apiKey || undefined, ...serverOptions(options) });
   signal?.throwIfAborted();
+  let audio;
+  try {
+    audio = await openAudio(options);
+  } catch (error) {
+    if (error instanceof LangShazamError) options.onError?.(error);
+    throw error;
+  }
+  if (signal?.aborted) {
+    audio.release();
+    throw aborted(signal);
+  }
+  return new Listening(url, audio.stream, { ...options, mode, apiKey }, audio.release).started;
+}
+
+// The microphone (or the stream given), with the level meter on it; release() lets go of both.
+async function openAudio({ stream: given, onLevel }) {
   if (!globalThis.MediaRecorder || (!given && !globalThis.navigator?.mediaDevices?.getUserMedia)) {
     throw new LangShazamError("microphone", "This browser cannot record audio here: use a current browser, on https or localhost.");
   }
-  const meter = levelMeter(options.onLevel);
+  const meter = levelMeter(onLevel);
   let stream = given;
   if (!stream) {
     try {
@@ -193,16 +209,12 @@ export async function listen(options) {
       throw microphoneError(error);
     }
   }
+  meter.attach(stream);
   const release = () => {
     meter.stop();
     if (!given) stream.getTracks().forEach((track) => track.stop());
   };
-  if (signal?.aborted) {
-    release();
-    throw aborted(signal);
-  }
-  meter.attach(stream);
-  return new Listening(url, stream, { ...options, mode, apiKey }, release).started;
+  return { stream, release };
 }
 
 // One listening session: a WebSocket and its recorder; after a close with 1013, one more of each.
