@@ -33,6 +33,8 @@ RUN python -m venv /opt/venv \
     && pip install --no-cache-dir -r requirements.txt
 
 COPY backend/ backend/
+# The browser client library, served at /client/ (backend/src/client_files.py).
+COPY client/langshazam.js client/langshazam.d.ts client/
 WORKDIR /app/backend
 
 # Join and verify the Whisper model now, into MODEL_CACHE_DIR, so a container starts without writing

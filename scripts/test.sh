@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the tests need (a virtualenv in .venv, the Python requirements, and the Debian
-# packages the browser tests use when they are missing and we are root), then run the test suite.
+# Install what the tests need (a virtualenv in .venv, the Python requirements, the Debian packages the
+# browser tests use when they are missing and we are root, and the React example's npm packages into
+# client/examples/react/node_modules), then run the test suite.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ if [ -f scripts/system-deps.txt ] && [ "$(id -u)" = 0 ] && command -v apt-get >/
         [ -z "$pkg" ] || [ "${pkg#\#}" != "$pkg" ] && continue
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done < scripts/system-deps.txt
+    command -v npm >/dev/null || missing+=(npm)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "Installing Debian packages: ${missing[*]}"
         apt-get update -qq
@@ -22,6 +24,11 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+# The React example's packages (pinned in its package-lock.json), once: again only when the lock changes.
+react=client/examples/react
+if command -v npm >/dev/null && ! [ "$react/node_modules/.package-lock.json" -nt "$react/package-lock.json" ]; then
+    (cd "$react" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 # Two workers by default (TEST_WORKERS=0 runs in one process): much of the suite waits on streams paced in
 # real time, browsers and servers starting, so two processes share 2 cores well. Tests of one file stay on
 # one worker (--dist loadfile), with its module fixtures; each worker starts its own shared servers.

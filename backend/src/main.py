@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import api_docs, http_api, openai_api, protocol
+from .client_files import ClientFiles
 from .access import RedactTokens, require_api_key
 from .audio_processor import AudioProcessor
 from .config.settings import Settings, SettingsError, get_settings, logging_config, server_config
@@ -197,6 +198,7 @@ def create_app(settings: Settings) -> FastAPI:
         return RedirectResponse("/ui/")
 
     app.mount("/ui/", StaticFiles(directory=WEB_DIR, html=True), name="ui")
+    app.mount("/client/", ClientFiles(), name="client")  # langshazam.js and langshazam.d.ts, for pages to import
 
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:

@@ -1,10 +1,12 @@
-// LangShazam's page: record the microphone, stream it to /ws in stream mode, show the answers live.
-// Protocol: README.md, "WebSocket protocol (/ws)".
+// LangShazam's page: the UI on top of the client library (/client/langshazam.js holds all the protocol:
+// microphone, recorder, /ws, retries, errors). This file only draws.
 //
-// While listening, partial answers are shown small and tentative ("maybe Spanish?"); the one final
-// statement comes when the server ends the stream: on the speaker's pause (it stops by itself), when it
-// is sure, on Stop, or at its time limit. "Not sure" offers the top candidates to retry with.
+// The words follow the honesty verdict of each answer: while listening a confident partial reads
+// "German…", a guess "maybe German?", a likely set "Croatian or Serbian?"; the one final statement comes
+// when the server ends the stream (on the speaker's pause, when it is sure, on Stop, or at its time
+// limit). "Not sure" offers the top candidates to retry with.
 
+import { listen } from "../client/langshazam.js";
 import { LANGUAGES } from "./languages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -29,14 +31,15 @@ const ENDINGS = {
   stop: "Stopped.",
   shutdown: "The server is restarting: answered on what it heard.",
 };
+// Errors the page words its own way (the library's messages speak to the developer calling it).
+const PAGE_ERRORS = {
+  key: "This server needs an API key, which this page does not send: call it from your own page with the client library and apiKey.",
+};
 // Browser language tags whose ISO 639-1 code differs from Whisper's.
 const ALIASES = { nb: "no", iw: "he", in: "id", ji: "yi", jv: "jw", fil: "tl" };
-const MIME_TYPES = ["audio/webm;codecs=opus", "audio/webm", "audio/mp4", "audio/ogg;codecs=opus"];
-const CLOSE_TRY_AGAIN_LATER = 1013;
-const RETRY_DELAY_MS = 1000;
 const CHIPS = 3; // candidates offered on "Not sure"
 
-let session = null; // the recording under way, if any
+let current = null; // the listening under way, if any: { controller, session }
 
 function serverUrl() {
   const override = new URLSearchParams(location.search).get("server");
@@ -61,6 +64,29 @@ function parseField(text) {
 
 const pct = (p) => (typeof p !== "number" ? "–" : p > 0 && p < 0.005 ? "<1%" : `${Math.round(p * 100)}%`);
 
+// "Croatian or Serbian?" / "Czech, Slovak or Polish?"
+function either(names) {
+  return `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}?`;
+}
+
+// The likely set's names when it holds two or three languages (else null).
+function likelyNames(data) {
+  const likely = data.likely || [];
+  if (likely.length < 2 || likely.length > 3) return null;
+  const named = Object.fromEntries((data.top || []).map((item) => [item.language, item.language_name]));
+  return likely.map((code) => named[code] || LANGUAGES[code] || code);
+}
+
+// A partial answer in the words of its verdict.
+function partialWords(data) {
+  const set = likelyNames(data);
+  if (data.language && data.confident) return `${data.language_name}…`;
+  if (set) return either(set);
+  if (data.language) return `maybe ${data.language_name}?`;
+  const top = (data.top || [])[0];
+  return top ? `not sure yet (maybe ${top.language_name}?)` : "listening…";
+}
+
 function setState(state) {
   document.body.dataset.state = state;
   const busy = state === "listening" || state === "starting";
@@ -70,21 +96,6 @@ function setState(state) {
 
 function say(text) {
   ui.status.textContent = text;
-}
-
-function micMessage(err) {
-  switch (err && err.name) {
-    case "NotAllowedError":
-    case "SecurityError":
-      return "Microphone access was refused. Allow the microphone for this site in the browser's settings, then try again.";
-    case "NotFoundError":
-    case "OverconstrainedError":
-      return "No microphone found. Connect one and try again.";
-    case "NotReadableError":
-      return "The microphone could not be opened; another app may be using it.";
-    default:
-      return `Could not open the microphone: ${err && err.message ? err.message : err}`;
-  }
 }
 
 // Continuous mode: one coloured span per utterance, its width its length in time.
@@ -139,14 +150,12 @@ function renderBars(top) {
   ui.bars.dataset.updates = String(Number(ui.bars.dataset.updates || 0) + 1);
 }
 
-// A partial answer: small and tentative, never the answer.
+// A partial answer: small, in the words of its verdict; never the answer.
 function showPartial(data) {
   renderBars(data.top || []);
   ui.tentative.hidden = false;
-  const top = (data.top || [])[0];
-  ui.tentative.textContent = data.language
-    ? `maybe ${data.language_name}?`
-    : top ? `not sure yet (maybe ${top.language_name}?)` : "listening…";
+  ui.tentative.dataset.confident = String(Boolean(data.confident));
+  ui.tentative.textContent = partialWords(data);
 }
 
 // The final answer: one statement.
@@ -156,21 +165,27 @@ function showFinal(data) {
   ui.bars.classList.add("final");
   ui.guess.hidden = false;
   document.body.dataset.endedBy = data.ended_by || "";
-  if (data.language) {
-    ui.guess.dataset.language = data.language;
-    ui.guess.dataset.confident = String(Boolean(data.confident));
+  const set = likelyNames(data);
+  ui.guess.dataset.language = data.language || "";
+  ui.guess.dataset.confident = String(Boolean(data.confident && data.language));
+  if (data.language && data.confident) {
+    ui.guessLabel.textContent = "Answer";
     ui.guessName.textContent = data.language_name;
-    if (data.confident) {
-      ui.guessLabel.textContent = "Answer";
-      ui.guessConfidence.textContent = `${pct(data.confidence)} sure`;
-    } else {
-      ui.guessLabel.textContent = "Best guess, not sure";
-      ui.guessConfidence.textContent = data.confidence == null ? "probably" : `probably (${pct(data.confidence)})`;
-    }
+    ui.guessConfidence.textContent = `${pct(data.confidence)} sure`;
+  } else if (set) {
+    ui.guessLabel.textContent = "Not sure which";
+    ui.guessName.textContent = either(set);
+    ui.guessConfidence.textContent = "probably one of these";
+    const top = Object.fromEntries((data.top || []).map((item) => [item.language, item]));
+    offerCandidates(data.likely.map((code, i) => top[code] || { language: code, language_name: set[i] }));
+  } else if (data.language) {
+    ui.guessLabel.textContent = "Best guess, not sure";
+    ui.guessName.textContent = data.language_name;
+    ui.guessConfidence.textContent = data.fallback
+      ? "probably: it could not tell, so it names the fallback language"
+      : data.confidence == null ? "probably" : `probably (${pct(data.confidence)})`;
   } else {
     const [title, sentence] = REASONS[data.reason] || ["No answer", ""];
-    ui.guess.dataset.language = "";
-    ui.guess.dataset.confident = "false";
     ui.guessLabel.textContent = "Answer";
     ui.guessName.textContent = title;
     ui.guessConfidence.textContent = sentence;
@@ -210,179 +225,94 @@ function offerCandidates(top) {
 
 function retryWithCandidates() {
   const codes = [...ui.chips.querySelectorAll('[aria-pressed="true"]')].map((chip) => chip.dataset.language);
-  if (!codes.length || session) return;
+  if (!codes.length || current) return;
   ui.limit.checked = true;
   ui.langs.value = codes.join(", ");
   start();
 }
 
-function startMeter(s) {
-  if (!s.audio) return;
-  const analyser = s.audio.createAnalyser();
-  analyser.fftSize = 1024;
-  s.audio.createMediaStreamSource(s.stream).connect(analyser);
-  const samples = new Float32Array(analyser.fftSize);
-  const tick = () => {
-    analyser.getFloatTimeDomainData(samples);
-    const rms = Math.sqrt(samples.reduce((sum, v) => sum + v * v, 0) / samples.length);
-    const level = Math.max(0, Math.min(1, (20 * Math.log10(rms + 1e-9) + 60) / 60)); // -60..0 dBFS
-    ui.level.style.transform = `scaleX(${level})`;
-    s.frame = requestAnimationFrame(tick);
-  };
-  tick();
-}
-
-function closeConnection(c) {
-  if (!c) return;
-  c.closed = true;
-  if (c.recorder && c.recorder.state !== "inactive") c.recorder.stop();
-  if (c.ws && c.ws.readyState <= WebSocket.OPEN) c.ws.close(1000);
-}
-
-// Release the microphone, the meter and the socket; the session is over.
-function end(s, state) {
-  s.done = true;
-  closeConnection(s.conn);
-  if (s.stream) s.stream.getTracks().forEach((track) => track.stop());
-  cancelAnimationFrame(s.frame);
-  if (s.audio) s.audio.close().catch(() => {});
-  ui.level.style.transform = "scaleX(0)";
-  if (session === s) {
-    session = null;
-    setState(state);
+// The languages to send, or null; false (with the message shown) when the field has a problem.
+function chosenLanguages() {
+  ui.langsError.textContent = "";
+  if (!ui.limit.checked) return null;
+  const { codes, unknown } = parseField(ui.langs.value);
+  if (unknown.length) {
+    const message = `Unknown language code${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}. Use ISO 639-1 codes such as en, es, fr.`;
+    ui.langsError.textContent = message;
+    ui.picker.open = true;
+    say(message);
+    return false;
   }
-}
-
-function fail(s, message) {
-  if (session !== s) return;
-  say(message);
-  end(s, "error");
-}
-
-// One WebSocket connection and its recorder; a busy server (1013) gets one more try.
-function connect(s, url, languages) {
-  const c = { opened: false, closed: false, error: null };
-  s.conn = c;
-  try {
-    c.ws = new WebSocket(url);
-  } catch (err) {
-    return fail(s, `Bad server address ${url}: ${err.message}`);
+  if (!codes.length) {
+    say("Enter at least one language code, or untick “Only consider these languages”.");
+    return false;
   }
-  c.ws.onopen = () => {
-    c.opened = true;
-    c.ws.send(JSON.stringify({ type: "start", mode: s.continuous ? "continuous" : "stream", ...(languages && { languages }) }));
-    const mimeType = MIME_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
-    c.recorder = new MediaRecorder(s.stream, mimeType ? { mimeType } : undefined);
-    c.recorder.ondataavailable = (event) => {
-      if (!c.closed && event.data.size && c.ws.readyState === WebSocket.OPEN) c.ws.send(event.data);
-    };
-    // recorder.stop() fires a last dataavailable, then stop: only then ask for the answer.
-    c.recorder.onstop = () => {
-      if (!c.closed && !s.done && c.ws.readyState === WebSocket.OPEN) c.ws.send(JSON.stringify({ type: "stop" }));
-    };
-    c.recorder.start(250);
-    if (session === s && document.body.dataset.state !== "stopping") {
-      setState("listening");
-      say(s.continuous ? "Listening… speak, switch languages, press Stop when done." : "Listening… speak now.");
-    }
-  };
-  c.ws.onmessage = (event) => {
-    if (session !== s || s.conn !== c) return;
-    let message;
-    try {
-      message = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (message.status === "partial") {
-      showPartial(message.data);
-    } else if (message.status === "segment") {
-      s.segments.push(message.data);
-      renderTimeline(s.segments);
-      showPartial(message.data);
-    } else if (message.status === "success" && s.continuous) {
-      showSummary(message.data);
-      end(s, "done");
-    } else if (message.status === "success") {
-      showFinal(message.data);
-      end(s, "done");
-    } else if (message.status === "error") {
-      c.error = message.message; // the close code that follows says whether to try again
-    }
-  };
-  c.ws.onclose = (event) => {
-    if (s.done || session !== s || s.conn !== c) return;
-    if (event.code === CLOSE_TRY_AGAIN_LATER && !s.retried) {
-      s.retried = true;
-      closeConnection(c);
-      say("The server is busy; trying again…");
-      setTimeout(() => session === s && !s.done && connect(s, url, languages), RETRY_DELAY_MS);
-      return;
-    }
-    if (c.error) return fail(s, `The server said: ${c.error}`);
-    fail(s, c.opened
-      ? `The server closed the connection before answering (code ${event.code}${event.reason ? `: ${event.reason}` : ""}).`
-      : `Cannot reach the LangShazam server at ${url}. Is it running?`);
-  };
+  return codes;
 }
 
 async function start() {
-  ui.langsError.textContent = "";
-  let languages = null;
-  if (ui.limit.checked) {
-    const { codes, unknown } = parseField(ui.langs.value);
-    if (unknown.length) {
-      const message = `Unknown language code${unknown.length > 1 ? "s" : ""}: ${unknown.join(", ")}. Use ISO 639-1 codes such as en, es, fr.`;
-      ui.langsError.textContent = message;
-      ui.picker.open = true;
-      say(message);
-      setState("error");
-      return;
-    }
-    if (!codes.length) {
-      say("Enter at least one language code, or untick “Only consider these languages”.");
-      setState("error");
-      return;
-    }
-    languages = codes;
-  }
-  const s = (session = { done: false, retried: false, continuous: ui.continuous.checked, segments: [] });
-  document.body.dataset.mode = s.continuous ? "continuous" : "stream";
+  const languages = chosenLanguages();
+  if (languages === false) return setState("error");
+  const continuous = ui.continuous.checked;
+  const run = (current = { controller: new AbortController(), session: null });
+  const live = () => current === run;
+  const segments = [];
+  document.body.dataset.mode = continuous ? "continuous" : "stream";
   clearResult();
   setState("starting");
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || !window.MediaRecorder) {
-    return fail(s, "This browser cannot record audio here. Use a current browser, on https or localhost.");
-  }
-  const AudioContext = window.AudioContext || window.webkitAudioContext;
-  if (AudioContext) s.audio = new AudioContext(); // created in the click, so it may run
-  say("Asking for the microphone…");
+  say("Starting…");
   try {
-    s.stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-  } catch (err) {
-    return fail(s, micMessage(err));
+    run.session = await listen({
+      url: serverUrl(),
+      mode: continuous ? "continuous" : "stream",
+      languages: languages || undefined,
+      signal: run.controller.signal,
+      onPartial: (data) => live() && showPartial(data),
+      onSegment: (data) => {
+        if (!live()) return;
+        segments.push(data);
+        renderTimeline(segments);
+        showPartial(data);
+      },
+      onLevel: (level) => (ui.level.style.transform = `scaleX(${live() ? level : 0})`),
+    });
+    if (!live()) return;
+    if (document.body.dataset.state === "starting") {
+      setState("listening");
+      say(continuous ? "Listening… speak, switch languages, press Stop when done." : "Listening… speak now.");
+    }
+    const data = await run.session.result;
+    if (!live()) return;
+    (continuous ? showSummary : showFinal)(data);
+    finish(run, "done");
+  } catch (error) {
+    if (!live()) return;
+    if (run.controller.signal.aborted) {
+      say("Stopped.");
+      return finish(run, "idle");
+    }
+    say(PAGE_ERRORS[error.code] || error.message);
+    finish(run, "error");
   }
-  if (session !== s) return end(s, "idle"); // stopped while the browser was asking
-  startMeter(s);
-  say("Connecting…");
-  connect(s, serverUrl(), languages);
+}
+
+function finish(run, state) {
+  if (current !== run) return;
+  current = null;
+  ui.level.style.transform = "scaleX(0)";
+  setState(state);
 }
 
 function stop() {
-  const s = session;
-  const c = s.conn;
-  if (!c || !c.recorder) {
-    say("Stopped."); // not streaming yet: just cancel
-    return end(s, "idle");
-  }
+  if (!current.session) return current.controller.abort(); // not listening yet: cancel
   setState("stopping");
   say("Working out the answer…");
-  if (c.recorder.state !== "inactive") c.recorder.stop();
-  s.stream.getTracks().forEach((track) => track.stop());
+  current.session.stop();
 }
 
-ui.listen.addEventListener("click", () => (session ? stop() : start()));
+ui.listen.addEventListener("click", () => (current ? stop() : start()));
 ui.retry.addEventListener("click", retryWithCandidates);
 ui.langs.addEventListener("input", () => (ui.langsError.textContent = ""));
 ui.langs.value = knownCodes(navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"]).join(", ");
 ui.server.textContent = serverUrl();
-window.addEventListener("pagehide", () => session && end(session, "idle"));
+window.addEventListener("pagehide", () => current && current.controller.abort());
