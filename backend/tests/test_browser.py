@@ -227,9 +227,9 @@ def test_page_is_self_contained_and_accessible():
 
 # --- it stops by itself, and says what it does not know ------------------------------------------------
 
-def test_stops_by_itself_after_a_pause(make_server, browser, tmp_path):
+def test_stops_by_itself_after_a_pause(patient, browser, tmp_path):
     """A sentence and then silence, and nobody presses Stop: the server ends it on the pause."""
-    srv = make_server({"FINAL_STABLE_UPDATES": "50"})  # no early end on confidence: the pause ends it
+    srv = patient  # no early end on confidence: the pause ends it
     samples = np.concatenate([clip("es_cv_5.mp3").samples(), np.zeros(16000 * 4, np.float32)])
     driver = browser(fake_audio=write_wav(samples, tmp_path / "es-then-silence.wav"))
     listen(driver, f"{srv.http}/ui/")
@@ -252,8 +252,8 @@ def test_silence_ends_by_itself(server, browser, tmp_path):
     assert state["bars"] == [] and not state["maybe"]
 
 
-def test_not_sure_offers_the_candidates_to_retry_with(make_server, browser, tmp_path):
-    srv = make_server({"UNCERTAIN_BELOW": "0.999"})  # never sure enough to name a language
+def test_not_sure_offers_the_candidates_to_retry_with(doubtful, browser, tmp_path):
+    srv = doubtful  # never sure enough to name a language
     driver = browser(fake_audio=speech_wav(tmp_path, "pt_cv_1.mp3"))
     listen(driver, f"{srv.http}/ui/")
     state = wait_for(driver, finished, what="a final answer")

@@ -105,7 +105,7 @@ def limited(tmp_path_factory, model_cache):
 
     srv = start_server(
         tmp_path_factory.mktemp("limited"), model_cache,
-        {"MAX_BYTES_PER_CONNECTION": "60000", "MAX_CONNECTIONS": "2", "IDLE_TIMEOUT_SECONDS": "1.5",
+        {"MAX_BYTES_PER_CONNECTION": "60000", "MAX_CONNECTIONS": "2", "IDLE_TIMEOUT_SECONDS": "2.5",
          "MAX_FRAME_BYTES": "30000", "MAX_AUDIO_SECONDS": "3"},
     )
     yield srv
@@ -134,7 +134,8 @@ def test_limit_audio_seconds(limited):
 
 def test_limit_idle(limited):
     result = exchange(limited.ws, b"", stop=False, timeout=10)
-    assert "nothing received for 1.5 s" in result.last["message"] and result.close_code == 1008
+    idle = limited.settings().IDLE_TIMEOUT_SECONDS  # long enough for the connection test's third client
+    assert f"nothing received for {idle:g} s" in result.last["message"] and result.close_code == 1008
 
 
 def test_limit_connections_and_rejections_in_metrics(limited):
