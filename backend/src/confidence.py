@@ -39,7 +39,7 @@ class ConfidenceRule:
     temperature: float = 1.0
     final_probability: float = 0.85
     final_margin: float = 0.5
-    uncertain_below: float = 0.5
+    uncertain_below: float = 0.55
 
     @classmethod
     def from_settings(cls, settings) -> "ConfidenceRule":
