@@ -18,11 +18,13 @@ ASYNCAPI_FILE = Path(__file__).resolve().parent / "asyncapi.yaml"
 DESCRIPTION = """\
 Tells which language someone is speaking, from a file (`POST /detect`) or a live stream of audio over the
 WebSocket `/ws` (partial answers while audio arrives, then a final one). `/v1` speaks OpenAI's audio API
-(`POST /v1/audio/transcriptions`, `GET /v1/models`), so OpenAI's SDKs work with `base_url` set to this
-server's `/v1`.
+(`POST /v1/audio/transcriptions` with `gpt-transcribe`'s `languages` and `stream=true`, `GET /v1/models`,
+and the Realtime transcription WebSocket `/v1/realtime?intent=transcription`), so OpenAI's SDKs work with
+`base_url` set to this server's `/v1`.
 
-**WebSocket `/ws`** (not shown below, OpenAPI cannot describe it): its messages, options and close codes are
-in the AsyncAPI document [/asyncapi.yaml](/asyncapi.yaml) and in the README's "WebSocket protocol" section.
+**WebSockets `/ws` and `/v1/realtime`** (not shown below, OpenAPI cannot describe them): their messages,
+options and close codes are in the AsyncAPI document [/asyncapi.yaml](/asyncapi.yaml) and in the README's
+"WebSocket protocol" and "Realtime transcription" sections.
 
 **API key**: when the server has `API_KEY` set, send `Authorization: Bearer KEY` ("Authorize" below); `/`,
 `/docs` and the page at `/ui/` stay open. Errors: `{"status": "error", "message": ...}`, except on `/v1`, which answers OpenAI's

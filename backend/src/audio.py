@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 PCM_FORMATS = ("pcm_s16le", "pcm_f32le")
+G711_FORMATS = ("pcm_mulaw", "pcm_alaw")  # 8-bit G.711 (telephony; OpenAI Realtime's audio/pcmu, audio/pcma)
+_SAMPLE_WIDTH = {"pcm_s16le": 2, "pcm_f32le": 4, "pcm_mulaw": 1, "pcm_alaw": 1}
 _CAUGHT_UP_TIMEOUT = 10.0  # s a stream's reader waits for its decoder to take in the bytes fed so far
 
 
@@ -226,13 +228,16 @@ def decode_head(data: bytes, max_seconds: float) -> tuple[np.ndarray, bool]:
 
 
 def decode_pcm(data: bytes, fmt: str, sample_rate: int) -> np.ndarray:
-    """Raw little-endian mono PCM to 16 kHz float32, resampled with FFmpeg's resampler if needed."""
-    if fmt not in PCM_FORMATS:
-        raise AudioDecodeError(f"unknown PCM format {fmt!r}; use one of {', '.join(PCM_FORMATS)}")
-    width = 2 if fmt == "pcm_s16le" else 4
+    """Raw little-endian mono PCM (or G.711) to 16 kHz float32, resampled with FFmpeg's resampler if needed."""
+    if fmt not in _SAMPLE_WIDTH:
+        raise AudioDecodeError(f"unknown PCM format {fmt!r}; use one of {', '.join(PCM_FORMATS + G711_FORMATS)}")
+    width = _SAMPLE_WIDTH[fmt]
     usable = len(data) - len(data) % width
     if fmt == "pcm_s16le":
         audio = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+    elif fmt in G711_FORMATS:
+        table = _MULAW if fmt == "pcm_mulaw" else _ALAW
+        audio = table[np.frombuffer(data, dtype=np.uint8)]
     else:
         audio = np.frombuffer(data[:usable], dtype="<f4").astype(np.float32)
         if not np.all(np.isfinite(audio)):
@@ -240,6 +245,55 @@ def decode_pcm(data: bytes, fmt: str, sample_rate: int) -> np.ndarray:
     if sample_rate != SAMPLE_RATE and audio.size:
         audio = resample(audio, sample_rate)
     return audio
+
+
+def _g711_table(law: str) -> np.ndarray:
+    """The 256 float32 values of G.711 mu-law or A-law bytes (ITU-T G.711)."""
+    codes = np.arange(256, dtype=np.int32)
+    if law == "mulaw":
+        inverted = ~codes & 0xFF
+        exponent, mantissa = (inverted >> 4) & 0x07, inverted & 0x0F
+        magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+        values = np.where(inverted & 0x80, -magnitude, magnitude)
+    else:
+        toggled = codes ^ 0x55
+        exponent, mantissa = (toggled >> 4) & 0x07, toggled & 0x0F
+        magnitude = np.where(exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+        values = np.where(toggled & 0x80, magnitude, -magnitude)
+    return (values / 32768.0).astype(np.float32)
+
+
+_MULAW, _ALAW = _g711_table("mulaw"), _g711_table("alaw")
+
+
+class PcmConverter:
+    """Raw audio arriving in pieces (PCM_FORMATS or G711_FORMATS at any rate) to 16 kHz mono float32, piece
+    by piece: a sample split between two pieces waits for the next, and one resampler follows the whole
+    stream (no edge at each piece)."""
+
+    def __init__(self, fmt: str, sample_rate: int) -> None:
+        if fmt not in _SAMPLE_WIDTH:
+            raise AudioDecodeError(f"unknown format {fmt!r}; raw audio must be one of {', '.join(PCM_FORMATS)}")
+        if not sample_rate or sample_rate <= 0:
+            raise AudioDecodeError(f"{fmt} audio needs a sample_rate")
+        self.format, self.sample_rate = fmt, sample_rate
+        self._width = _SAMPLE_WIDTH[fmt]
+        self._pending = bytearray()
+        self._resampler = None
+        if sample_rate != SAMPLE_RATE:
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+
+    def convert(self, data: bytes) -> np.ndarray:
+        """The 16 kHz samples of these bytes (and of those left over from the last piece)."""
+        self._pending += data
+        usable = len(self._pending) - len(self._pending) % self._width
+        chunk = decode_pcm(bytes(self._pending[:usable]), self.format, SAMPLE_RATE)
+        del self._pending[:usable]
+        if self._resampler is not None and chunk.size:
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate = self.sample_rate
+            chunk = np.concatenate([f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)] or [chunk[:0]])
+        return chunk.astype(np.float32, copy=False)
 
 
 def resample(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -372,9 +426,7 @@ class AudioStream:
         self._finalizer: weakref.finalize | None = None
         self._seen_samples = 0  # samples returned by the last samples()
         self._seen_bytes = 0  # bytes received at the last samples()
-        self._resampler = None
-        if fmt is not None and sample_rate != SAMPLE_RATE:
-            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        self._pcm = PcmConverter(fmt, sample_rate) if fmt is not None else None  # type: ignore[arg-type]
         self._lock = threading.Lock()  # feed() and samples() may run in different threads
 
     @property
@@ -395,17 +447,9 @@ class AudioStream:
                 self._choose_mode(final=False)
 
     def _feed_pcm(self) -> None:
-        width = 2 if self.format == "pcm_s16le" else 4
-        usable = len(self._data) - len(self._data) % width
-        if not usable:
-            return
-        chunk = decode_pcm(bytes(self._data[:usable]), self.format, SAMPLE_RATE)  # type: ignore[arg-type]
-        del self._data[:usable]
-        if self._resampler is not None:
-            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
-            frame.sample_rate = self.sample_rate
-            chunk = np.concatenate([f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)] or [chunk[:0]])
-        if not self._out.append(chunk.astype(np.float32, copy=False)):
+        chunk = self._pcm.convert(bytes(self._data))  # type: ignore[union-attr]
+        self._data.clear()
+        if chunk.size and not self._out.append(chunk):
             raise AudioTooLong(self.max_seconds)  # type: ignore[arg-type]
 
     def _choose_mode(self, *, final: bool) -> None:

@@ -172,8 +172,8 @@ class AudioProcessor:
         return result
 
     def transcription(self, samples: np.ndarray, options: TranscribeOptions) -> Transcription:
-        """Blocking: the language detected (as `identify` does) and the transcript, in `options.language`
-        when given, else in the detected language. Without enough speech: an empty transcript, no engine
+        """Blocking: the language detected (as `identify` does, among `options.languages` when given) and
+        the transcript, in `options.language` when given, else in the detected language. Without enough speech: an empty transcript, no engine
         call. An engine that names the language while transcribing is asked once, not twice."""
         started = time.perf_counter()
         speech = self.vad.find_speech(samples)
@@ -187,7 +187,7 @@ class AudioProcessor:
                 confident=verdict.confident, raw_probabilities=raw,
             )
         else:
-            identification = self.identify(samples, speech=speech)
+            identification = self.identify(samples, options.languages, speech=speech)
             if identification.reason in ("no_speech", "too_short"):
                 transcript = Transcript(text="", language=options.language)
             else:

@@ -23,10 +23,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import api_docs, http_api, openai_api, protocol
-from .client_files import ClientFiles
+from . import api_docs, http_api, openai_api, protocol, realtime_api
 from .access import RedactTokens, require_api_key
 from .audio_processor import AudioProcessor
+from .client_files import ClientFiles
 from .config.settings import Settings, SettingsError, get_settings, logging_config, server_config
 from .metrics import MetricsSnapshot, ServerMetrics
 from .websocket_manager import Limits, WebSocketManager
@@ -109,7 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
             return
         readiness.loaded = True
         logger.info(
-            "Engine %s ready in %.2fs; listening for audio on /ws",
+            "Engine %s ready in %.2fs; listening for audio on /ws and /v1/realtime",
             audio_processor.engine.name, time.perf_counter() - started,
         )
 
@@ -191,6 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(http_api.router)
     app.include_router(openai_api.router)
+    app.include_router(realtime_api.router)  # the WebSocket /v1/realtime (OpenAI's Realtime transcription)
     api_docs.install(app)
 
     @app.get("/ui", include_in_schema=False)

@@ -79,8 +79,14 @@ class WebSocketManager:
         if self.metrics.active_connections:
             logger.warning("Shutting down with %d connection(s) still open", self.metrics.active_connections)
 
-    def _admission(self, websocket: WebSocket) -> ClientError | None:
-        """Why this connection may not be served, if it may not."""
+    @property
+    def context(self) -> SessionContext:
+        """What every session shares (also the Realtime sessions of realtime_api.py)."""
+        return self._context
+
+    def admission(self, websocket: WebSocket) -> ClientError | None:
+        """Why this connection may not be served, if it may not (origin, API key, connection limit,
+        shutdown): the same rules for /ws and /v1/realtime."""
         if self._shutdown.is_set():
             return ClientError("the server is shutting down: try again later", CLOSE_TRY_AGAIN_LATER, "shutting_down", True)
         origin = websocket.headers.get("origin")
@@ -100,7 +106,7 @@ class WebSocketManager:
 
     async def handle_connection(self, websocket: WebSocket) -> None:
         connection_id = str(uuid.uuid4())[:8]
-        refusal = self._admission(websocket)
+        refusal = self.admission(websocket)
         await websocket.accept()
         if refusal is not None:
             self.metrics.rejected(refusal.kind)

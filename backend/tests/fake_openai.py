@@ -1,5 +1,6 @@
 """An OpenAI-compatible HTTP server for tests, on 127.0.0.1: serves /v1/audio/transcriptions the way
-the OpenAI API does (verbose_json), or fails the way it can (status codes, slowness), as a test asks."""
+the OpenAI API does (whisper-1: verbose_json with `language`; gpt-transcribe: json with `languages`), or
+fails the way it can (status codes, slowness), as a test asks."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 @dataclass
 class Reply:
     status: int = 200
-    language: str = "english"
+    language: str = "english"  # what whisper-1 answers
+    languages: list[str] = field(default_factory=lambda: ["en"])  # what gpt-transcribe answers
     delay: float = 0.0
     headers: dict = field(default_factory=dict)
 
@@ -32,6 +34,17 @@ class Request:
         start = self.body.find(b"\r\n\r\n", at) + 4
         end = self.body.find(b"\r\n--", start)
         return self.body[start:end].decode(errors="replace")
+
+    def form_values(self, name: str) -> list[str]:
+        """Every value of a repeated form field (the SDK sends a list as `name[]`, once per item)."""
+        values, at = [], 0
+        marker = f'name="{name}"'.encode()
+        while (at := self.body.find(marker, at)) >= 0:
+            start = self.body.find(b"\r\n\r\n", at) + 4
+            end = self.body.find(b"\r\n--", start)
+            values.append(self.body[start:end].decode(errors="replace"))
+            at = end
+        return values
 
     def file_bytes(self) -> bytes:
         at = self.body.find(b'name="file"')
@@ -58,6 +71,10 @@ class FakeOpenAI:
                 if self.path != "/v1/audio/transcriptions":
                     payload = {"error": {"message": "not found", "type": "invalid_request_error"}}
                     status = 404
+                elif reply.status == 200 and fake.requests[-1].form_value("model") != "whisper-1":
+                    payload = {"text": "hello", "languages": [{"code": code} for code in reply.languages],
+                               "usage": {"type": "duration", "seconds": 3}}
+                    status = 200
                 elif reply.status == 200:
                     payload = {"task": "transcribe", "language": reply.language, "duration": 3.0,
                                "text": "hello", "segments": []}

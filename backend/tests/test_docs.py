@@ -67,7 +67,9 @@ def test_asyncapi_document(server):
     document = yaml.safe_load(response.text)
     assert document["asyncapi"].startswith("3.")
     assert document["channels"]["ws"]["address"] == "/ws"
-    assert set(document["components"]["messages"]) == {"audio", "start", "stop", "success", "partial", "error"}
+    assert set(document["components"]["messages"]) == {"audio", "start", "stop", "success", "partial", "error",
+                                                       "realtimeClientEvent", "realtimeServerEvent"}
+    assert document["channels"]["realtime"]["address"] == "/v1/realtime"
     query = document["channels"]["ws"]["bindings"]["ws"]["query"]["properties"]
     assert {"mode", "languages", "top_k", "format", "sample_rate", "token"} <= set(query)
 

@@ -61,8 +61,8 @@ def test_verbose_json(server, verbose):
     assert words_of(" ".join(s.text for s in verbose.segments)) == words_of(verbose.text)
     assert verbose.words and words_of("".join(w.word for w in verbose.words)) == words_of(verbose.text)
     assert all(0 <= w.start <= w.end <= verbose.duration + 0.05 for w in verbose.words)
-    # LangShazam's own fields: the detection, as /detect would answer it
-    assert extra["language_code"] == "es" and extra["reason"] is None
+    # LangShazam's own fields: the detection, as /detect would answer it (and gpt-transcribe's `languages`)
+    assert extra["language_code"] == "es" and extra["reason"] is None and extra["languages"] == [{"code": "es"}]
     top = extra["top"]
     assert len(top) == 5 and top[0] == {"language": "es", "language_name": "Spanish",
                                         "probability": extra["language_probability"]}
@@ -122,8 +122,10 @@ def test_no_speech_is_an_empty_transcript(server):
     assert result.text == "" and result.segments == [] and result.duration == pytest.approx(3.0, abs=0.01)
     extra = result.model_extra
     assert extra["reason"] == "no_speech" and extra["language_code"] is None and extra["top"] == []
-    assert extra["confident"] is False and extra["language_probability"] is None
-    assert server.metrics()["transcriptions"] == before["transcriptions"] + 1
+    assert extra["confident"] is False and extra["language_probability"] is None and extra["languages"] == []
+    as_json = sdk(server).audio.transcriptions.create(model="gpt-transcribe", file=("quiet.wav", silence))
+    assert as_json.text == "" and as_json.languages == []  # no speech: no language reliably detected
+    assert server.metrics()["transcriptions"] == before["transcriptions"] + 2
 
 
 def test_bad_file_is_a_400_in_openais_shape(server):
@@ -145,7 +147,12 @@ def test_bad_file_is_a_400_in_openais_shape(server):
 @pytest.mark.parametrize(
     "data, param",
     [({"response_format": "xml"}, "response_format"), ({"temperature": "3"}, "temperature"),
-     ({"language": "xx"}, "language"), ({"timestamp_granularities[]": "char"}, "timestamp_granularities")],
+     ({"language": "xx"}, "language"), ({"timestamp_granularities[]": "char"}, "timestamp_granularities"),
+     ({"languages[]": ["de", "xx"]}, "languages"), ({"keywords[]": ["x" * 101]}, "keywords"),
+     ({"chunking_strategy": "manual"}, "chunking_strategy"),
+     ({"chunking_strategy[type]": "server_vad", "chunking_strategy[threshold]": "2"}, "chunking_strategy"),
+     ({"chunking_strategy[type]": "semantic_vad"}, "chunking_strategy"),
+     ({"stream": "true", "response_format": "srt"}, "stream")],
 )
 def test_bad_parameter_is_a_400_naming_it(server, data, param):
     audio = encode(clip("de_cv_1.mp3").samples(), "webm")
@@ -159,7 +166,7 @@ def test_bad_parameter_is_a_400_naming_it(server, data, param):
 @pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the SDK's note on translations
 def test_models_and_unknown_model(server):
     client = sdk(server)
-    assert [model.id for model in client.models.list()] == ["whisper-1", "whisper-base"]
+    assert [model.id for model in client.models.list()] == ["whisper-1", "gpt-transcribe", "whisper-base"]
     model = client.models.retrieve("whisper-base")
     assert model.id == "whisper-base" and model.object == "model" and model.owned_by == "langshazam"
     with pytest.raises(openai.NotFoundError) as caught:
@@ -186,8 +193,9 @@ def test_languages(server):
 
 
 def test_wrong_key_too_large_and_busy(make_server):
+    # (UNCERTAIN_BELOW near 1: every answer is uncertain, for gpt-transcribe's `languages: []` at the end)
     srv = make_server({"API_KEY": "right-key", "MAX_UPLOAD_BYTES": "200000", "MAX_CONCURRENT_CALLS": "1",
-                       "MAX_QUEUED_DETECTIONS": "0"})
+                       "MAX_QUEUED_DETECTIONS": "0", "UNCERTAIN_BELOW": "0.999"})
     auth = {"Authorization": "Bearer right-key"}
     with pytest.raises(openai.AuthenticationError) as caught:
         transcribe(sdk(srv, "wrong-key"))
@@ -195,7 +203,7 @@ def test_wrong_key_too_large_and_busy(make_server):
     with pytest.raises(openai.AuthenticationError):
         sdk(srv, "wrong-key").models.list()
     client = sdk(srv, "right-key")
-    assert [model.id for model in client.models.list()] == ["whisper-1", "whisper-base"]
+    assert [model.id for model in client.models.list()] == ["whisper-1", "gpt-transcribe", "whisper-base"]
 
     big = encode(np.concatenate([clip("en_cv_3.mp3").samples()] * 2), "wav")  # 232 KB: over the 200 KB limit
     with pytest.raises(openai.APIStatusError) as caught:
@@ -218,15 +226,18 @@ def test_wrong_key_too_large_and_busy(make_server):
     assert caught.value.response.headers["retry-after"] == "1"
     worker.join(timeout=120)
     assert len(first["result"].split()) > 10, first  # the first one was answered in full
+    uncertain = transcribe(client, "de_cv_1.mp3", model="gpt-transcribe")
+    assert uncertain.languages == [] and uncertain.text  # transcribed, its language not reliably detected
     metrics = httpx.get(srv.http + "/metrics", headers=auth, timeout=10).json()
     assert metrics["rejections"] == {"unauthorized": 2, "too_large": 1, "busy": 1}, metrics
-    assert metrics["transcriptions"] == 1 and metrics["active_processes"] == 0
+    assert metrics["transcriptions"] == 2 and metrics["active_processes"] == 0
     assert "right-key" not in srv.log()
 
 
 def test_openai_engine_against_a_second_langshazam(server, make_server):
     """LangShazam with ENGINE=openai, its OPENAI_BASE_URL at another LangShazam's /v1: both real servers."""
-    front = make_server({"ENGINE": "openai", "OPENAI_API_KEY": "sk-unused", "OPENAI_BASE_URL": server.http + "/v1"})
+    front = make_server({"ENGINE": "openai", "OPENAI_API_KEY": "sk-unused", "OPENAI_BASE_URL": server.http + "/v1",
+                         "OPENAI_MODEL": "whisper-1"})
     before = server.metrics()["transcriptions"]
     for file in ("fr_cv_3.mp3", "de_cv_3.mp3", "ja_cv_1.mp3"):
         response = httpx.post(front.http + "/detect", content=clip(file).path.read_bytes(), timeout=120)
@@ -239,6 +250,51 @@ def test_openai_engine_against_a_second_langshazam(server, make_server):
     assert passed.segments and passed.model_extra["language_code"] == "es"
     assert passed.model_extra["language_probability"] is None and passed.model_extra["confident"] is False
     assert server.metrics()["transcriptions"] == before + 4  # each answer came from the second server
+
+
+def test_openai_engine_on_gpt_transcribe_against_a_second_langshazam(server, make_server):
+    """The default OPENAI_MODEL (gpt-transcribe) against another LangShazam's /v1: candidates out as
+    `languages`, the second server's `languages` back as the answer."""
+    front = make_server({"ENGINE": "openai", "OPENAI_API_KEY": "sk-unused", "OPENAI_BASE_URL": server.http + "/v1"})
+    response = httpx.post(front.http + "/detect?languages=de,nl", content=clip("de_cv_3.mp3").path.read_bytes(),
+                          timeout=120)
+    data = response.json()["data"]
+    assert data["language"] == "de" and data["engine"] == "openai:gpt-transcribe" and data["confidence"] is None
+    assert data["candidates"] == ["de", "nl"]
+    silence = encode(np.zeros(3 * 16000, dtype=np.float32), "wav")
+    quiet = httpx.post(front.http + "/detect", content=silence, timeout=60).json()["data"]
+    assert quiet["language"] is None and quiet["reason"] == "no_speech"  # the front's own VAD: no request
+
+
+def test_gpt_transcribe_candidates_keywords_chunking(server):
+    before = server.metrics()["transcriptions"]
+    result = transcribe(sdk(server), "de_cv_1.mp3", model="gpt-transcribe", languages=["de", "nl"],
+                        keywords=["Morgenstund"], chunking_strategy={"type": "server_vad", "threshold": 0.4,
+                                                                     "silence_duration_ms": 300, "prefix_padding_ms": 200})
+    assert isinstance(result, Transcription) and result.text
+    assert [item.code for item in result.languages] == ["de"]
+    assert server.metrics()["transcriptions"] == before + 1
+
+
+def test_gpt_transcribe_several_languages(server):
+    """Longer than one timeline window, two languages each confident in its stretch: both named."""
+    samples = np.concatenate([clip("es_cv_5.mp3").samples(), np.zeros(16000, np.float32), clip("fr_cv_3.mp3").samples()])
+    result = sdk(server).audio.transcriptions.create(model="gpt-transcribe", file=("two.wav", encode(samples, "wav")))
+    assert [item.code for item in result.languages] == ["es", "fr"], result
+
+
+def test_gpt_transcribe_stream(server):
+    before = server.metrics()
+    events = list(transcribe(sdk(server), model="gpt-transcribe", stream=True))
+    kinds = [event.type for event in events]
+    assert kinds[-1] == "transcript.text.done" and set(kinds[:-1]) == {"transcript.text.delta"} and len(kinds) > 1
+    done = events[-1]
+    assert "".join(event.delta for event in events[:-1]).strip() == done.text and "borneo" in words_of(done.text)
+    assert [item.code for item in done.languages] == ["es"]
+    after = server.metrics()
+    assert after["transcriptions"] == before["transcriptions"] + 1 and after["active_processes"] == 0
+    with pytest.raises(openai.NotFoundError):  # errors before the first event are ordinary answers
+        list(transcribe(sdk(server), model="gpt-9", stream=True))
 
 
 def test_subtitle_timestamps():

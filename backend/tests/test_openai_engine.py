@@ -1,7 +1,10 @@
-"""The OpenAI engine: the real OpenAI SDK against an OpenAI-compatible server started on 127.0.0.1."""
+"""The OpenAI engine: the real OpenAI SDK against an OpenAI-compatible server started on 127.0.0.1, with
+whisper-1 (a language name back) and gpt-transcribe (candidates out as `languages`, `languages` back)."""
 
 from __future__ import annotations
 
+import httpx
+import openai
 import pytest
 
 from audio_tools import clip, encode
@@ -22,7 +25,21 @@ def openai_server(tmp_path_factory, model_cache, fake_openai):
     srv = start_server(
         tmp_path_factory.mktemp("openai"), model_cache,
         {"ENGINE": "openai", "OPENAI_API_KEY": "sk-test-secret", "OPENAI_BASE_URL": fake_openai.base_url,
-         "OPENAI_TIMEOUT": "1", "OPENAI_MAX_RETRIES": "1"},
+         "OPENAI_MODEL": "whisper-1", "OPENAI_TIMEOUT": "1", "OPENAI_MAX_RETRIES": "1"},
+    )
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def gpt_server(tmp_path_factory, model_cache, fake_openai):
+    """ENGINE=openai with the default OPENAI_MODEL (gpt-transcribe)."""
+    from conftest import start_server
+
+    srv = start_server(
+        tmp_path_factory.mktemp("openai-gpt"), model_cache,
+        {"ENGINE": "openai", "OPENAI_API_KEY": "sk-test-secret", "OPENAI_BASE_URL": fake_openai.base_url,
+         "OPENAI_TIMEOUT": "5", "OPENAI_MAX_RETRIES": "0"},
     )
     yield srv
     srv.stop()
@@ -92,3 +109,43 @@ def test_recovers_after_a_failure(openai_server, fake_openai):
 
 def test_secret_stays_out_of_the_log(openai_server):
     assert "sk-test-secret" not in openai_server.log()
+
+
+def test_whisper_1_logs_its_shutdown_date(openai_server, gpt_server):
+    assert "2027-02-26" in openai_server.log() and "gpt-transcribe" in openai_server.log()
+    assert "2027-02-26" not in gpt_server.log()
+
+
+def test_gpt_transcribe_candidates_out_languages_back(gpt_server, fake_openai):
+    fake_openai.replies.append(Reply(languages=["es"]))
+    answer = exchange(gpt_server.ws + "?languages=es,pt", _clip_audio()).last
+    assert answer["status"] == "success", answer
+    data = answer["data"]
+    assert data["language"] == "es" and data["confidence"] is None and data["engine"] == "openai:gpt-transcribe"
+    request = fake_openai.requests[-1]
+    assert request.form_value("model") == "gpt-transcribe" and request.form_value("response_format") == "json"
+    assert request.form_values("languages[]") == ["es", "pt"]
+
+
+def test_gpt_transcribe_no_reliable_language_is_uncertain(gpt_server, fake_openai):
+    fake_openai.replies.append(Reply(languages=[]))
+    data = exchange(gpt_server.ws, _clip_audio()).last["data"]
+    assert data["language"] is None and data["reason"] == "uncertain" and data["confident"] is False
+    assert fake_openai.requests[-1].form_values("languages[]") == []  # no candidates: none sent
+
+
+def test_gpt_transcribe_through_v1(gpt_server, fake_openai):
+    """/v1 of a server on the OpenAI engine: the upstream's text and languages, keywords passed on."""
+    fake_openai.replies.append(Reply(languages=["de"]))
+    client = openai.OpenAI(base_url=gpt_server.http + "/v1", api_key="unused", max_retries=0, timeout=30)
+    result = client.audio.transcriptions.create(model="gpt-transcribe", file=("a.webm", _clip_audio()),
+                                                languages=["de", "es"], keywords=["Borneo"])
+    assert result.text == "hello" and [item.code for item in result.languages] == ["de"]
+    request = fake_openai.requests[-1]
+    assert request.form_values("languages[]") == ["de", "es"] and request.form_values("keywords[]") == ["Borneo"]
+    fake_openai.replies[:] = [Reply(languages=[])]  # (the last reply repeats)
+    result = client.audio.transcriptions.create(model="gpt-transcribe", file=("a.webm", _clip_audio()))
+    assert result.languages == []
+    response = httpx.post(gpt_server.http + "/v1/audio/transcriptions", data={"model": "gpt-transcribe"},
+                          files={"file": ("a.webm", _clip_audio())}, timeout=30)
+    assert response.json()["languages"] == [] and fake_openai.requests[-1].form_value("model") == "gpt-transcribe"

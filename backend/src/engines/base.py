@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -63,6 +63,16 @@ class Transcript:
 
 
 @dataclass(frozen=True)
+class VadChunking:
+    """OpenAI's `chunking_strategy` of type `server_vad`: how the transcription cuts the audio at pauses
+    (None: the engine's defaults)."""
+
+    threshold: float | None = None  # speech probability above which a window is speech
+    prefix_padding_ms: int | None = None  # audio kept before (and after) each stretch of speech
+    silence_duration_ms: int | None = None  # a pause this long ends a stretch of speech
+
+
+@dataclass(frozen=True)
 class TranscribeOptions:
     """OpenAI's transcription parameters, as far as an engine honours them."""
 
@@ -70,6 +80,11 @@ class TranscribeOptions:
     prompt: str | None = None  # text that precedes the audio (spelling, names, style)
     temperature: float | None = None  # None or 0: greedy/beam with temperature fallback, as OpenAI does
     words: bool = False  # word timestamps too
+    languages: list[str] | None = None  # candidate languages (gpt-transcribe's `languages`); None: all
+    keywords: list[str] | None = None  # words or phrases to expect (gpt-transcribe's `keywords`)
+    chunking: VadChunking | None = None  # `chunking_strategy` server_vad; None: the engine's own VAD defaults
+    # Called (in the engine's thread) with each segment as soon as it is decoded: streamed transcripts.
+    on_segment: Callable[[Segment], None] | None = field(default=None, compare=False)
 
 
 class Engine(Protocol):

@@ -115,6 +115,12 @@ class LocalWhisperEngine:
         if audio.size == 0:
             raise EngineError("no audio to transcribe")
         temperature = options.temperature
+        chunking = options.chunking
+        vad_parameters = None
+        if chunking is not None:  # OpenAI's server_vad chunking, in faster-whisper's Silero VAD terms
+            vad_parameters = {key: value for key, value in {
+                "threshold": chunking.threshold, "speech_pad_ms": chunking.prefix_padding_ms,
+                "min_silence_duration_ms": chunking.silence_duration_ms}.items() if value is not None}
         segments, info = self.model.transcribe(
             audio,
             language=options.language,
@@ -126,7 +132,9 @@ class LocalWhisperEngine:
             # where 5 samples cost up to 50 s for a 5 s clip on 2 cores and 1 sample about half.
             best_of=1,
             vad_filter=True,
+            vad_parameters=vad_parameters,
             word_timestamps=options.words,
+            hotwords=" ".join(options.keywords) if options.keywords else None,
         )
         kept: list[Segment] = []
         words: list[Word] = []
@@ -140,6 +148,8 @@ class LocalWhisperEngine:
                 )
             )
             words += [Word(w.word, round(w.start, 3), round(w.end, 3)) for w in segment.words or []]
+            if options.on_segment is not None:
+                options.on_segment(kept[-1])
         return Transcript(
             text="".join(segment.text for segment in kept).strip(),
             language=info.language,

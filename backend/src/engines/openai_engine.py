@@ -1,7 +1,11 @@
-"""The OpenAI engine: whisper-1 through the official SDK (its own retries, backoff and timeouts).
+"""The OpenAI engine: OpenAI's transcription API through the official SDK (its own retries, backoff and
+timeouts), with `gpt-transcribe` (the default) or `whisper-1`.
 
-whisper-1 returns the language as a lower-case English name ("english") and no probability: the
-answer carries the ISO code and `confidence: null` rather than an invented number.
+gpt-transcribe takes the candidate languages (`languages`) and answers the languages it detected,
+`languages: [{"code": ...}]`, [] when none could be reliably detected: that answer is the detection (an
+empty one is `reason: "uncertain"`). whisper-1 (deprecated: OpenAI shuts it down on 2027-02-26) returns the
+language as a lower-case English name ("english"). Neither gives a probability: the answer carries the ISO
+code and `confidence: null` rather than an invented number.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from .base import Detection, EngineError, Segment, TranscribeOptions, Transcript
 
 logger = logging.getLogger(__name__)
 
+WHISPER_1 = "whisper-1"
+WHISPER_1_SHUTDOWN = "2027-02-26"  # OpenAI's announced shutdown date (the SDK's `model` docstring)
+
 
 class OpenAIEngine:
     names_language_when_transcribing = True  # verbose_json names the language: one request, not two
@@ -28,7 +35,7 @@ class OpenAIEngine:
         self,
         api_key: str,
         base_url: str | None = None,
-        model: str = "whisper-1",
+        model: str = "gpt-transcribe",
         timeout: float = 30.0,
         max_retries: int = 2,
     ) -> None:
@@ -39,8 +46,16 @@ class OpenAIEngine:
         self._client_args = dict(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
         self._client: openai.OpenAI | None = None
 
+    @property
+    def answers_languages(self) -> bool:
+        """The model answers `languages` (gpt-transcribe and its kind); whisper-1 answers `language`."""
+        return self.model != WHISPER_1
+
     def load(self) -> None:
         self._client = openai.OpenAI(**self._client_args)
+        if not self.answers_languages:
+            logger.warning("OPENAI_MODEL=%s: OpenAI deprecated it and shuts it down on %s; gpt-transcribe is "
+                           "its successor", self.model, WHISPER_1_SHUTDOWN)
 
     def close(self) -> None:
         if self._client is not None:
@@ -50,6 +65,10 @@ class OpenAIEngine:
     def detect(self, audio: np.ndarray, languages: list[str] | None = None) -> Detection:
         if audio.size == 0:
             raise EngineError("no audio to detect")
+        if self.answers_languages:
+            extra: dict[str, Any] = {"languages": languages} if languages else {}
+            result = self._create(file=("audio.wav", to_wav(audio), "audio/wav"), response_format="json", **extra)
+            return Detection(probabilities=self._languages(result, languages))
         result = self._create(file=("audio.wav", to_wav(audio), "audio/wav"), response_format="verbose_json")
         code = self._language_code(result)
         if languages and code not in languages:
@@ -58,7 +77,8 @@ class OpenAIEngine:
         return Detection(probabilities=[(code, None)])
 
     def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
-        """The OpenAI API's own transcription (verbose_json, whatever format the caller wants in the end)."""
+        """The OpenAI API's own transcription: verbose_json with whisper-1 (segments and words), json with
+        gpt-transcribe (text and languages), whatever format the caller wants in the end."""
         if audio.size == 0:
             raise EngineError("no audio to transcribe")
         extra: dict[str, Any] = {}
@@ -68,11 +88,24 @@ class OpenAIEngine:
             extra["prompt"] = options.prompt
         if options.temperature is not None:
             extra["temperature"] = options.temperature
+        if options.keywords:
+            extra["keywords"] = options.keywords
+        if options.chunking is not None:
+            extra["chunking_strategy"] = {"type": "server_vad", **{
+                key: value for key, value in vars(options.chunking).items() if value is not None}}
+        file = ("audio.wav", to_wav(audio), "audio/wav")
+        if self.answers_languages:
+            if options.languages:
+                extra["languages"] = options.languages
+            result = self._create(file=file, response_format="json", **extra)
+            probabilities = self._languages(result, options.languages)
+            return Transcript(
+                text=(result.text or "").strip(), language=options.language or (probabilities[0][0] if probabilities else None),
+                detection=None if options.language else Detection(probabilities=probabilities),
+            )
         if options.words:
             extra["timestamp_granularities"] = ["segment", "word"]
-        result = self._create(
-            file=("audio.wav", to_wav(audio), "audio/wav"), response_format="verbose_json", **extra
-        )
+        result = self._create(file=file, response_format="verbose_json", **extra)
         code = self._language_code(result)
         segments = [
             Segment(
@@ -82,6 +115,9 @@ class OpenAIEngine:
             )
             for s in result.segments or []
         ]
+        if options.on_segment is not None:
+            for segment in segments:
+                options.on_segment(segment)
         words = [Word(w.word, w.start, w.end) for w in result.words or []] if options.words else None
         return Transcript(
             text=(result.text or "").strip(),
@@ -110,6 +146,23 @@ class OpenAIEngine:
             raise EngineError(f"the OpenAI API answered HTTP {exc.status_code}") from None
         except openai.APIConnectionError:
             raise EngineError("could not reach the OpenAI API") from None
+
+    @staticmethod
+    def _languages(result: Any, candidates: list[str] | None) -> list[tuple[str, float | None]]:
+        """gpt-transcribe's `languages` as a detection: its codes (among the candidates), no probabilities;
+        [] when it found none reliable."""
+        answered = getattr(result, "languages", None)
+        if answered is None:
+            raise EngineError("the OpenAI API answered without languages (is OPENAI_MODEL a model that detects "
+                              "them, such as gpt-transcribe?)")
+        codes = []
+        for item in answered:
+            code = to_code(str(getattr(item, "code", "") or ""))
+            if code is None:
+                raise EngineError(f"the OpenAI API answered an unknown language {str(getattr(item, 'code', ''))[:40]!r}")
+            if not candidates or code in candidates:
+                codes.append(code)
+        return [(code, None) for code in dict.fromkeys(codes)]
 
     @staticmethod
     def _language_code(result: Any) -> str:
