@@ -256,14 +256,15 @@ async def create_transcription(
     languages: Annotated[
         list[str] | None,
         Form(alias="languages[]", description="candidate languages (ISO 639-1), as /detect's: the language is "
-             "detected among them"),
+             "detected among them", examples=[[]]),
     ] = None,
     prompt: Annotated[
         str | None, Form(description="text to guide the transcript's style and spelling", examples=[""])
     ] = None,
     keywords: Annotated[
         list[str] | None,
-        Form(alias="keywords[]", description="words or phrases to expect (faster-whisper's hotwords)"),
+        Form(alias="keywords[]", description="words or phrases to expect (faster-whisper's hotwords)",
+             examples=[[]]),
     ] = None,
     response_format: Annotated[ResponseFormat, Form()] = "json",
     temperature: Annotated[float, Form(ge=0.0, le=1.0, description="0: with fallback to higher on failure")] = 0.0,

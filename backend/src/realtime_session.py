@@ -119,6 +119,7 @@ class RealtimeSession:
         self._update_session = update_session
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._turns: asyncio.Queue[_Turn | None] = asyncio.Queue()
+        self._owed = 0  # turns committed and not transcribed yet: the client may wait quietly for them
         self._session_samples = 0  # samples appended since the session began (for audio_start_ms / end_ms)
         self._converter: PcmConverter | None = None
         self._configure(config)
@@ -226,6 +227,8 @@ class RealtimeSession:
                     logger.info("[%s] server shutting down: committing what was said", self.connection_id)
                     self._commit_speech()
                     return CLOSE_GOING_AWAY
+                if self._owed:  # silent while it waits for its transcripts: not idle
+                    continue
                 self.error(EventError(f"nothing received for {limits.idle_timeout:g} s", code="idle_timeout"), kind="idle")
                 return CLOSE_POLICY_VIOLATION
             message = frame.result()
@@ -342,6 +345,7 @@ class RealtimeSession:
                                                  item_id=item_id, previous_item_id=self._previous_item))
         self._previous_item = item_id
         self._too_long_reported = False
+        self._owed += 1
         self._turns.put_nowait(_Turn(item_id, turn.copy()))
         self._reset_buffer(rest)
 
@@ -349,7 +353,10 @@ class RealtimeSession:
 
     async def _transcribe_turns(self) -> None:
         while (turn := await self._turns.get()) is not None:
-            await self._transcribe(turn)
+            try:
+                await self._transcribe(turn)
+            finally:
+                self._owed -= 1
 
     async def _transcribe(self, turn: _Turn) -> None:
         processor, metrics, config = self.context.audio_processor, self.context.metrics, self.config
