@@ -64,7 +64,7 @@ def test_continuous_bad_audio(server):
 
 
 def test_continuous_ends_with_a_summary_at_the_audio_limit(make_server):
-    srv = make_server({"MAX_AUDIO_SECONDS": "8"})
+    srv = make_server({"MAX_CALL_SECONDS": "8"})  # a call's length limit (stream mode keeps MAX_AUDIO_SECONDS)
     samples, spans = join_clips(JOIN, PAUSE_SECONDS)  # ~20 s: over the limit
     result = exchange(srv.ws + "?mode=continuous", encode(samples, "wav"), stop=False, timeout=60)
     assert result.close_code == 1000, result.messages
