@@ -29,7 +29,7 @@ from . import protocol
 from .audio import SAMPLE_RATE, AudioDecodeError, AudioIncomplete, AudioTooLong
 from .languages import language_name
 from .protocol import ClientMessage, Identification
-from .session import SHUTDOWN, ClientError, ListeningSession
+from .session import CLOSE_TOO_BIG, SHUTDOWN, ClientError, ListeningSession
 from .streaming import StreamPolicy, StreamTracker, pause_seconds
 from .vad import Speech
 
