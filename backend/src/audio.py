@@ -109,12 +109,15 @@ def mp4_index_first(data: bytes) -> bool | None:
 class _Samples:
     """16 kHz mono float32 samples, appended as they are decoded, never more than `limit` of them.
 
-    Stored in one array that grows by doubling, so that reading all of them (`view`) costs nothing."""
+    Stored in one array that grows by doubling, so that reading all of them (`view`) costs nothing.
+    `size` counts every sample appended; `start` of them were released (`release`): the array holds
+    samples `start`..`size` only, so a long stream that releases what it has answered holds little."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self._array = np.empty(0, dtype=np.float32)
         self.size = 0
+        self.start = 0
         self.over = False  # samples beyond the limit were offered (and dropped)
         self._lock = threading.Lock()
 
@@ -124,21 +127,34 @@ class _Samples:
             if self.limit is not None and self.size + len(chunk) > self.limit:
                 chunk = chunk[: self.limit - self.size]
                 self.over = True
-            end = self.size + len(chunk)
+            held, end = self.size - self.start, self.size - self.start + len(chunk)
             if end > len(self._array):
                 capacity = max(end, 2 * len(self._array), SAMPLE_RATE * 4)
                 if self.limit is not None:
-                    capacity = min(capacity, self.limit)
+                    capacity = min(capacity, self.limit - self.start)
                 grown = np.empty(capacity, dtype=np.float32)
-                grown[: self.size] = self._array[: self.size]
+                grown[:held] = self._array[:held]
                 self._array = grown
-            self._array[self.size : end] = chunk
-            self.size = end
+            self._array[held:end] = chunk
+            self.size += len(chunk)
             return not self.over
 
     def view(self) -> np.ndarray:
+        """The samples held (from `start`)."""
         with self._lock:
-            return self._array[: self.size]
+            return self._array[: self.size - self.start]
+
+    def release(self, before: int) -> None:
+        """Drop the samples before index `before` (counted from the first sample appended). The held rest
+        moves to a new array, so views handed out earlier stay valid."""
+        with self._lock:
+            before = min(before, self.size)
+            if before <= self.start:
+                return
+            rest = self._array[before - self.start : self.size - self.start]
+            self._array = np.empty(max(len(rest), SAMPLE_RATE * 4), dtype=np.float32)
+            self._array[: len(rest)] = rest
+            self.start = before
 
 
 def _limit_samples(max_seconds: float | None) -> int | None:
@@ -424,7 +440,7 @@ class AudioStream:
         self._decoder: _StreamDecoder | None = None
         self._container = ""  # the sniffed container of an incremental stream
         self._finalizer: weakref.finalize | None = None
-        self._seen_samples = 0  # samples returned by the last samples()
+        self._seen_samples = 0  # samples decoded up to the end of the last samples() (released ones too)
         self._seen_bytes = 0  # bytes received at the last samples()
         self._pcm = PcmConverter(fmt, sample_rate) if fmt is not None else None  # type: ignore[arg-type]
         self._lock = threading.Lock()  # feed() and samples() may run in different threads
@@ -510,7 +526,7 @@ class AudioStream:
             samples = self._whole
         else:
             samples = self._decoded_samples(final)
-        self._seen_samples, self._seen_bytes = len(samples), fed
+        self._seen_samples, self._seen_bytes = self.base + len(samples), fed
         return samples
 
     def _decoded_samples(self, final: bool) -> np.ndarray:
@@ -532,6 +548,27 @@ class AudioStream:
                 raise AudioIncomplete(f"incomplete {self._container} stream: no audio frames yet")
             raise AudioDecodeError(f"could not decode audio: {self._container} data contained no audio frames")
         return samples
+
+    @property
+    def base(self) -> int:
+        """Index (counted from the stream's first sample) of the first sample `samples()` returns: 0
+        unless `release` dropped the audio before it."""
+        return self._out.start if self.mode != "whole" else 0
+
+    @property
+    def decoded_samples(self) -> int:
+        """Samples decoded so far, released ones included."""
+        if self.mode == "whole":
+            return len(self._whole) if self._whole is not None else 0
+        return self._out.size
+
+    def release(self, before: int) -> None:
+        """Let go of the decoded audio before sample `before` (counted from the stream's first sample):
+        `samples()` then starts there (see `base`). A long stream that answers as it goes (continuous
+        mode) holds only the audio it still needs. Whole-buffer streams keep everything (they are
+        decoded again from their bytes each time)."""
+        if self.mode != "whole":
+            self._out.release(before)
 
     def kept(self) -> np.ndarray:
         """The samples decoded and kept so far (at most `max_seconds`), without waiting or raising: what

@@ -6,11 +6,15 @@
   `max_seconds` is cut there;
 - partial answers (`{"status": "partial", ...}`, with `start`/`end` too) while an utterance is spoken;
 - the connection ends with a summary (`{"status": "success", "data": {"final": true, "segments": [...],
-  ...}}`) on the client's stop, the server's shutdown, `MAX_AUDIO_SECONDS` of audio (`max_duration`),
-  `MAX_BYTES_PER_CONNECTION` (`max_bytes`) or the idle timeout (`idle`).
+  ...}}`) on the client's stop, the server's shutdown, `MAX_CALL_SECONDS` of audio (`max_duration`;
+  4 hours by default: a whole call) or the idle timeout (`idle`). Bytes are bounded per second of audio
+  (`MAX_CALL_BYTES_PER_SECOND` on average, beyond `MAX_CALL_BURST_BYTES`): a flood ends with close 1009.
 
 Each utterance is judged on its own audio only (from the end of the previous one), so what was said
-before in another language does not sway it.
+before in another language does not sway it. The audio before the utterance in progress is released
+once answered (its segments stay, as results): a call holds a few seconds of audio whatever its length,
+and each step's work (decoding the new bytes, the VAD over the utterance so far, a bounded detection
+window) does not grow with it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from . import protocol
 from .audio import SAMPLE_RATE, AudioDecodeError, AudioIncomplete, AudioTooLong
 from .languages import language_name
 from .protocol import ClientMessage, Identification
-from .session import SHUTDOWN, ClientError, ListeningSession
+from .session import CLOSE_TOO_BIG, SHUTDOWN, ClientError, ListeningSession
 from .streaming import StreamPolicy, StreamTracker, pause_seconds
 from .vad import Speech
 
@@ -45,6 +49,12 @@ class ContinuousSession(ListeningSession):
         self._stop: str | None = None  # why the connection ends, once it does
         self._stop_at = 0.0
         self.segments: list[dict] = []
+
+    async def run(self, first: bytes | ClientMessage | None) -> None:
+        try:
+            await super().run(first)
+        finally:
+            self.context.metrics.audio_held(self.connection_id, None)  # the stream's audio is let go
 
     def _end(self, why: str) -> None:
         self._stop = why
@@ -73,17 +83,21 @@ class ContinuousSession(ListeningSession):
             return
 
     def _take(self, data: bytes) -> bool:
-        """Feed audio; at the connection's limits (bytes, seconds of audio) end with the summary rather
-        than an error, and return False."""
+        """Feed audio; at the call's length limit end with the summary and return False. More bytes than
+        the audio decoded so far allows (per second, plus the burst allowance) is a ClientError (1009)."""
         limits = self.context.limits
-        if self.stream.bytes_received + len(data) > limits.max_bytes:
-            logger.info("[%s] Continuous stream ends: more than %d bytes", self.connection_id, limits.max_bytes)
-            self._end("max_bytes")
-            return False
+        decoded = self.stream.decoded_samples / SAMPLE_RATE
+        allowed = limits.call_burst_bytes + limits.call_bytes_per_second * decoded
+        if self.stream.bytes_received + len(data) > allowed:
+            raise ClientError(
+                f"more than {limits.call_bytes_per_second} bytes per second of audio (beyond an allowance of "
+                f"{limits.call_burst_bytes} bytes): {self.stream.bytes_received + len(data)} bytes for "
+                f"{decoded:.1f} s of audio decoded", CLOSE_TOO_BIG, "too_large", True,
+            )
         try:
             self.stream.feed(data)
         except AudioTooLong:
-            logger.info("[%s] Continuous stream ends: %g s of audio", self.connection_id, limits.max_audio_seconds)
+            logger.info("[%s] Continuous stream ends: %g s of audio", self.connection_id, limits.max_call_seconds)
             self._end("max_duration")
             return False
         except AudioDecodeError as exc:
@@ -92,7 +106,8 @@ class ContinuousSession(ListeningSession):
         return True
 
     async def _decoded(self, *, final: bool) -> tuple[np.ndarray, bool]:
-        """The audio so far, cut at MAX_AUDIO_SECONDS (and True when it was cut)."""
+        """The audio held (from `stream.base`), cut at MAX_CALL_SECONDS of the whole stream (and True when
+        it was cut)."""
         try:
             samples = await asyncio.to_thread(self.stream.samples, final=final)
         except AudioTooLong:
@@ -103,14 +118,14 @@ class ContinuousSession(ListeningSession):
             raise
         except AudioDecodeError as exc:
             raise ClientError(str(exc), kind="bad_audio") from None
-        limit = int(self.context.limits.max_audio_seconds * SAMPLE_RATE)
+        limit = int(self.context.limits.max_call_seconds * SAMPLE_RATE) - self.stream.base
         return samples[:limit], len(samples) >= limit
 
     async def _analysis_loop(self) -> None:
         policy = self.policy
         processor = self.context.audio_processor
         tracker = StreamTracker(policy)
-        offset = 0  # sample where the current utterance's audio starts
+        offset = 0  # sample (from the stream's start) where the current utterance's audio starts
         last: Identification | None = None
         while True:
             await self._wake.wait()
@@ -125,7 +140,9 @@ class ContinuousSession(ListeningSession):
                 continue
             if full and ended_by is None:
                 ended_by = "max_duration"
-            tail = samples[offset:]
+            base = self.stream.base  # samples[0] is this sample of the stream
+            end = base + len(samples)
+            tail = samples[offset - base:]
             speech = await processor.find_speech(tail)
             # Audio that came faster than real time may hold whole utterances already: each ends as the
             # pause rule would have ended it live.
@@ -142,7 +159,7 @@ class ContinuousSession(ListeningSession):
                 ending = "max_duration"  # a long utterance is cut here
             if ending == "no_speech" or (not speech.segments and len(tail) > SAMPLE_RATE):
                 # Only silence or noise so far: look at what comes next only.
-                offset = max(offset, len(samples) - int(LEAD_SECONDS * SAMPLE_RATE))
+                offset = max(offset, end - int(LEAD_SECONDS * SAMPLE_RATE))
                 tracker, last = StreamTracker(policy), None
             elif ending is not None or (ended_by is not None and speech.segments):
                 await self._utterance(tail, speech, offset, tracker, last, ending or ended_by)
@@ -159,8 +176,10 @@ class ContinuousSession(ListeningSession):
                     await self.websocket.send_json(protocol.partial(data, self.connection_id))
                     self._wake.set()  # audio that arrived during the detection may already be due
             if ended_by is not None:
-                await self._summary(ended_by, len(samples), asked_at)
+                await self._summary(ended_by, end, asked_at)
                 return
+            self.stream.release(offset)  # what came before the utterance in progress is answered
+            self.context.metrics.audio_held(self.connection_id, (end - max(offset, base)) / SAMPLE_RATE)
 
     async def _utterance(self, tail: np.ndarray, speech: Speech, offset: int, tracker: StreamTracker,
                          last: Identification | None, ended_by: str) -> None:

@@ -40,6 +40,7 @@ class MetricsSnapshot(BaseModel):
     transcriptions: int = Field(description="/v1/audio/transcriptions answered")
     errors_by_type: dict[str, int]
     rejections: dict[str, int] = Field(description="refusals by a limit or an access rule, by reason")
+    audio_held_seconds: float = Field(0.0, description="decoded audio held by open continuous streams (s)")
 
 
 class ServerMetrics:
@@ -53,6 +54,7 @@ class ServerMetrics:
         self.rejections: Counter[str] = Counter()
         self.queued_detections = 0
         self.transcriptions = 0
+        self._audio_held: dict[str, float] = {}  # seconds of decoded audio each continuous stream holds
         self.cpu_cores = psutil.cpu_count(logical=True) or os.cpu_count() or 1
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime the counters: later calls measure since the previous one
@@ -87,6 +89,9 @@ class ServerMetrics:
         self._p_queue = Gauge("langshazam_queue_depth", "Detections waiting for an inference slot", registry=r)
         self._p_in_flight = Gauge("langshazam_active_processes", "Detections running", registry=r)
         self._p_memory = Gauge("langshazam_memory_bytes", "Resident memory of the server", registry=r)
+        self._p_audio_held = Gauge(
+            "langshazam_audio_held_seconds", "Decoded audio held by open continuous streams", registry=r
+        )
 
     # --- events ---------------------------------------------------------------------------------------
 
@@ -94,6 +99,14 @@ class ServerMetrics:
         self.active_connections += 1
         self._p_connections.inc()
         self._p_active.set(self.active_connections)
+
+    def audio_held(self, connection_id: str, seconds: float | None) -> None:
+        """A continuous stream holds this much decoded audio now (None: it ended)."""
+        if seconds is None:
+            self._audio_held.pop(connection_id, None)
+        else:
+            self._audio_held[connection_id] = seconds
+        self._p_audio_held.set(sum(self._audio_held.values()))
 
     def connection_closed(self) -> None:
         self.active_connections -= 1
@@ -171,6 +184,7 @@ class ServerMetrics:
             "transcriptions": self.transcriptions,
             "errors_by_type": dict(self.errors_by_type),
             "rejections": dict(self.rejections),
+            "audio_held_seconds": round(sum(self._audio_held.values()), 2),
         }
 
     def prometheus(self) -> bytes:

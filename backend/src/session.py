@@ -42,6 +42,9 @@ class Limits:
     max_connections: int = 64
     max_bytes: int = 10 * 1024 * 1024
     max_audio_seconds: float = 120.0
+    max_call_seconds: float = 4 * 3600.0  # continuous mode, instead of max_audio_seconds and max_bytes ...
+    call_bytes_per_second: int = 256000  # ... on average per second of audio decoded,
+    call_burst_bytes: int = 10 * 1024 * 1024  # ... plus this
     max_frame_bytes: int = 1024 * 1024
     idle_timeout: float = 30.0
 

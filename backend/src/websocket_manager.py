@@ -149,7 +149,8 @@ class WebSocketManager:
                 raise ClientError(str(exc), kind="bad_message") from None
             first = None
         try:
-            stream = AudioStream(options.format, options.sample_rate, max_seconds=self.limits.max_audio_seconds)
+            longest = self.limits.max_call_seconds if options.mode == "continuous" else self.limits.max_audio_seconds
+            stream = AudioStream(options.format, options.sample_rate, max_seconds=longest)
         except AudioDecodeError as exc:
             raise ClientError(str(exc), kind="bad_message") from None
         logger.info(

@@ -64,7 +64,7 @@ def test_continuous_bad_audio(server):
 
 
 def test_continuous_ends_with_a_summary_at_the_audio_limit(make_server):
-    srv = make_server({"MAX_AUDIO_SECONDS": "8"})
+    srv = make_server({"MAX_CALL_SECONDS": "8"})  # a call's length limit (stream mode keeps MAX_AUDIO_SECONDS)
     samples, spans = join_clips(JOIN, PAUSE_SECONDS)  # ~20 s: over the limit
     result = exchange(srv.ws + "?mode=continuous", encode(samples, "wav"), stop=False, timeout=60)
     assert result.close_code == 1000, result.messages
@@ -77,3 +77,67 @@ def test_continuous_ends_with_a_summary_at_the_audio_limit(make_server):
     assert [(s["language"], s["ended_by"]) for s in segments] == [("es", "end_of_speech"), ("de", "max_duration")]
     assert segments[0]["end"] == pytest.approx(spans[0][2], abs=0.5) and segments[1]["end"] <= 8.0
     assert [s["language"] for s in data["segments"]] == ["es", "de"] and data["language"] == "es"
+
+
+# --- a whole call --------------------------------------------------------------------------------------
+
+def test_a_call_longer_than_the_stream_limit_stays_open_and_holds_little_audio(server):
+    """Over two minutes of turns (past MAX_AUDIO_SECONDS, stream mode's limit), sent at 8x real time: the
+    call stays open, every turn gets its segment, the summary covers the whole call, and the server never
+    holds more than about one utterance of decoded audio (GET /metrics: audio_held_seconds)."""
+    import threading
+    import time
+
+    from src.audio import SAMPLE_RATE
+
+    settings = server.settings()
+    turns = JOIN * (int(settings.MAX_AUDIO_SECONDS // 18) + 1)
+    samples, spans = join_clips(turns, PAUSE_SECONDS)
+    samples = np.concatenate([samples, np.zeros(2 * SAMPLE_RATE, np.float32)])
+    seconds = len(samples) / SAMPLE_RATE
+    assert seconds > settings.MAX_AUDIO_SECONDS
+    pcm = (samples * 32767).astype("<i2").tobytes()
+
+    held: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            held.append(server.metrics()["audio_held_seconds"])
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        messages, _, close_code = stream_exchange(
+            server.ws, pcm, seconds, speed=8.0, timeout=120,
+            start={"type": "start", "mode": "continuous", "format": "pcm_s16le", "sample_rate": SAMPLE_RATE},
+        )
+    finally:
+        done.set()
+        watcher.join(10)
+    assert close_code == 1000, messages[-3:]
+    summary = messages[-1]
+    assert summary["status"] == "success" and summary["data"]["ended_by"] == "stop", summary
+    data = summary["data"]
+    assert data["audio_duration"] == pytest.approx(seconds, abs=0.5)
+    assert [s["language"] for s in data["segments"]] == [lang for lang, _, _ in spans], data["segments"]
+    assert data["segments"][-1]["end"] == pytest.approx(spans[-1][2], abs=0.5)
+    # Held: the utterance in progress and its lead-in (utterances here are under 7 s; a turn is cut at
+    # STREAM_MAX_SECONDS), never the call so far.
+    longest = max(end - start for _, start, end in spans)
+    assert held and 0 < max(held) < longest + PAUSE_SECONDS + 3.0, (max(held), longest)
+    assert server.metrics()["audio_held_seconds"] == 0
+
+
+def test_a_flood_of_bytes_ends_with_1009(make_server):
+    """More bytes than audio (on average per second, beyond the allowance) closes the call with 1009."""
+    srv = make_server({"MAX_CALL_BYTES_PER_SECOND": "16000", "MAX_CALL_BURST_BYTES": "64000"})
+    pcm = (np.random.default_rng(2).normal(0, 0.01, 10 * 16000) * 32767).astype("<i2").tobytes()  # 32 KB/s
+    result = exchange(srv.ws, pcm, frame_size=8000, stop=False, timeout=30,
+                      texts_before=[json.dumps({"type": "start", "mode": "continuous", "format": "pcm_s16le",
+                                                "sample_rate": 16000})])
+    assert result.close_code == 1009, result.messages
+    assert result.last["status"] == "error" and "16000 bytes per second of audio" in result.last["message"]
+    # The rule allows burst + rate x seconds: 64000 + 16000 t bytes, and 32000 t arrive: it ends near 4 s.
+    assert srv.metrics()["rejections"].get("too_large") == 1

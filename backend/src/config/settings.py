@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     """Open WebSocket connections at once; over it: "try again later" and close 1013."""
     MAX_BYTES_PER_CONNECTION: int = Field(10 * 1024 * 1024, ge=1)
     """Audio bytes one connection may send (close 1009 above)."""
+    MAX_CALL_SECONDS: float = Field(4 * 3600.0, gt=0)
+    """Continuous mode (`/ws?mode=continuous`, a call followed live): seconds of audio one connection may
+    send; the call then ends with its summary (`ended_by: "max_duration"`). A call holds only the audio of
+    the utterance in progress, whatever its length; its segments are kept as results for the summary.
+    Stream and once modes keep MAX_AUDIO_SECONDS and MAX_BYTES_PER_CONNECTION."""
+    MAX_CALL_BYTES_PER_SECOND: int = Field(256000, ge=1)
+    """Continuous mode: audio bytes allowed per second of audio decoded, on average (a flood of bytes that
+    are not that much audio ends with close 1009). 256000 covers raw 48 kHz float32 PCM and 44.1 kHz
+    stereo wav; webm/opus is 4-16 KB per second."""
+    MAX_CALL_BURST_BYTES: int = Field(10 * 1024 * 1024, ge=1)
+    """Continuous mode: bytes allowed beyond MAX_CALL_BYTES_PER_SECOND (bytes not decoded yet, headers,
+    a client catching up)."""
     MAX_AUDIO_SECONDS: float = Field(120.0, gt=0)
     """Seconds of audio one connection may send (close 1009 above): decoding counts the seconds as it goes
     and stops there, so no connection holds more than this much decoded audio. Also the longest audio
