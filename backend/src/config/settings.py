@@ -145,6 +145,17 @@ class Settings(BaseSettings):
     (0.5 keeps non-speech the VAD let through, and all but one clip of a language Whisper does not know,
     unnamed)."""
 
+    LIKELY_COVERAGE: float = Field(0.95, gt=0.0, lt=1.0)
+    """Every answer lists `likely`: the fewest languages (at most 3, most likely first) that hold the spoken
+    language with at least this probability, by split-conformal prediction (src/conformal.py). Must be at
+    most the highest coverage LIKELY_THRESHOLDS was calibrated for; between two calibrated levels the
+    higher one's threshold applies."""
+    LIKELY_THRESHOLDS: str = "0.8:0.4,0.85:0.6,0.9:0.8,0.95:0.95"
+    """The likely set's calibration, `coverage:threshold` pairs: a set lists top languages until their
+    cumulative calibrated probability passes the threshold. The defaults are the split-conformal thresholds
+    (the ceil((n+1)·coverage)-th smallest score) on the speech clips of the three evaluation sets
+    (scripts/evaluate.py, "Likely set"; README, "Likely languages")."""
+
     # --- stream mode (see src/streaming.py for the rule) -----------------------------------------
     STREAM_FIRST_PARTIAL_SECONDS: float = Field(1.0, gt=0.0)
     """Seconds of speech before the first partial answer."""
@@ -198,6 +209,21 @@ class Settings(BaseSettings):
             no_speech_seconds=self.STREAM_NO_SPEECH_SECONDS,
         )
 
+    @field_validator("LIKELY_THRESHOLDS")
+    @classmethod
+    def _likely_table(cls, value: str) -> str:
+        from ..conformal import parse_table
+
+        parse_table(value)
+        return value
+
+    @property
+    def likely_threshold(self) -> float:
+        """The conformal threshold LIKELY_COVERAGE calls for (see LIKELY_THRESHOLDS)."""
+        from ..conformal import parse_table, threshold_for
+
+        return threshold_for(parse_table(self.LIKELY_THRESHOLDS), self.LIKELY_COVERAGE)
+
     @field_validator("HOST", "OPENAI_MODEL")
     @classmethod
     def _not_empty(cls, value: str) -> str:
@@ -213,6 +239,10 @@ class Settings(BaseSettings):
         """Checks that need more than one field."""
         if self.ENGINE == "openai" and not self.OPENAI_API_KEY:
             raise SettingsError("ENGINE=openai needs OPENAI_API_KEY to be set")
+        try:
+            self.likely_threshold
+        except ValueError as exc:
+            raise SettingsError(f"LIKELY_COVERAGE={self.LIKELY_COVERAGE!r}: {exc} in LIKELY_THRESHOLDS") from None
         if self.WHISPER_MODEL and not os.path.isdir(self.WHISPER_MODEL):
             raise SettingsError(f"WHISPER_MODEL={self.WHISPER_MODEL!r} is not a directory")
         return self
