@@ -140,7 +140,14 @@ def main() -> int:
     parser.add_argument("--png", type=Path, default=REPO_ROOT / "artifacts" / "confusion.png", help="confusion matrix PNG")
     parser.add_argument("--json", type=Path, default=None, help="dump the numbers to this JSON file")
     parser.add_argument("--seed", type=int, default=0, help="seed of the candidate-language draw")
+    parser.add_argument("--from-json", type=Path, action="append", default=None,
+                        help="no model: the likely-set and fold tables from this --json dump (repeat: one per backend)")
+    parser.add_argument("--once", action="store_true",
+                        help="one detection per clip: skip the by-seconds table, the stream replay and the candidate "
+                             "runs (the likely-set and fold tables need only the one detection)")
     args = parser.parse_args()
+    if args.from_json:
+        return report_dumps(args.from_json)
     manifests = args.manifest or default_manifests()
 
     from src.audio import decode
@@ -171,11 +178,11 @@ def main() -> int:
             speech_audio = speech.audio(samples)
             raw = result.raw_probabilities or []  # the engine's own, before calibration (none without speech)
             prefixes = []  # detections on the first 1, 2, 3, ... whole seconds of speech (engine, then calibrated)
-            for n in range(1, int(min(speech.seconds, settings.STREAM_MAX_SECONDS)) + 1):
+            for n in range(1, 0 if args.once else int(min(speech.seconds, settings.STREAM_MAX_SECONDS)) + 1):
                 prefixes.append(tempered(processor.engine.detect(speech_audio[: n * SAMPLE_RATE]).probabilities,
                                          settings.CALIBRATION_TEMPERATURE))
             cands = with_cands = None
-            if clip.kind in SPEECH_KINDS and clip.lang in set_langs and len(set_langs) > N_CANDIDATES:
+            if not args.once and clip.kind in SPEECH_KINDS and clip.lang in set_langs and len(set_langs) > N_CANDIDATES:
                 cands = candidates_for(clip, set_langs, args.seed)
                 found = processor.identify(samples, languages=cands).probabilities
                 with_cands = found[0][0] if found else None
@@ -362,6 +369,9 @@ def main() -> int:
     out += ["", "Confident and wrong: " + (", ".join(
         f"{r['set']}/{r['file']} ({r['lang']} → {r['language']} {r['_full'][0][1]:.2f})" for r in sure_wrong) or "none")]
 
+    fold_lines, fold_figures = fold_report(rows, settings)
+    out += ["", *fold_lines]
+
     langs = sorted({r["lang"] for r in speech_rows_all})
     note = save_confusion_png(args.png, langs, [(r["lang"], top(r["_full"], 1)[0] if r["_full"] else None)
                                                 for r in speech_rows_all], f"LangShazam {processor.engine.name}")
@@ -373,17 +383,46 @@ def main() -> int:
     if args.json:
         dump = {
             "engine": processor.engine.name, "backend": backend, "manifests": [str(m) for m in manifests],
-            "seed": args.seed, "summary": summary, "temperature_fits": fits, "per_language": per_language,
+            "seed": args.seed, "summary": summary, "folds": fold_figures, "temperature_fits": fits, "per_language": per_language,
             "confusions": [{"true": t, "answered": p, "clips": k} for (t, p), k in confusions.most_common()],
             "identify_ms_median": 1000 * float(np.median(identify_times)),
             "settings": {k: getattr(settings, k) for k in (
                 "CALIBRATION_TEMPERATURE", "FINAL_PROBABILITY", "FINAL_MARGIN", "FINAL_STABLE_UPDATES",
-                "UNCERTAIN_BELOW", "MIN_SPEECH_SECONDS", "VAD_THRESHOLD", "DETECTION_WINDOW_SECONDS",
+                "UNCERTAIN_BELOW", "LIKELY_COVERAGE", "LIKELY_THRESHOLDS", "MIN_SPEECH_SECONDS", "VAD_THRESHOLD", "DETECTION_WINDOW_SECONDS",
                 "DETECTION_MAX_SECONDS")},
-            "clips_detail": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+            "clips_detail": [{k: v for k, v in r.items() if not k.startswith("_")}
+                             | {"raw_probabilities": [(c, round(p, 6)) for c, p in r["_raw"] if p is not None and p >= 1e-6]}
+                             for r in rows],
         }
         write_json(args.json, dump)
     processor.close()
+    return 0
+
+
+def fold_report(rows: list[dict], settings) -> tuple[list[str], dict]:
+    """The likely set, confident rule and UNCERTAIN_BELOW per fold, set, kind and duration (benchkit/folds.py)."""
+    from benchkit.folds import report
+    from src.confidence import ConfidenceRule
+
+    return report(rows, ConfidenceRule.from_settings(settings), settings.LIKELY_COVERAGE, 3)
+
+
+def report_dumps(paths: list[Path]) -> int:
+    """The fold tables from --json dumps, one per backend, without running the model."""
+    from benchkit.folds import rows_from_json
+    from src.config.settings import load_settings
+
+    settings = load_settings()
+    out, figures = [], {}
+    for path in paths:
+        dump, rows = rows_from_json(path)
+        backend = dump.get("backend") or {}
+        name = backend.get("backend", path.stem)
+        lines, figures[name] = fold_report(rows, settings)
+        out += [f"## {dump.get('engine', '')} · {describe_backend(backend) if backend else path.name} · "
+                + ", ".join(f"{s}: {sum(r['set'] == s for r in rows)} clips" for s in dict.fromkeys(r["set"] for r in rows)), "",
+                *lines, ""]
+    print("\n".join(out))
     return 0
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import audio as audio_codec
 from .audio import SAMPLE_RATE
-from .confidence import ConfidenceRule
+from .confidence import ConfidenceRule, Strictness
 from .engines.base import Engine, TranscribeOptions, Transcript
 from .protocol import Identification
 from .timeline import Timeline, TimelineOptions
@@ -117,12 +117,13 @@ class AudioProcessor:
         speech: Speech | None = None,
         *,
         wait: bool = True,
+        strictness: Strictness | None = None,
     ) -> Identification:
         """Identify the language spoken in 16 kHz mono float32 samples, in a worker thread, at most
         `max_concurrent_calls` at a time (see `identify`). Raises Busy when `max_queued` detections are
         waiting already, or at once when `wait` is False and no slot is free (partial answers, which
         must not delay the final answers queued behind them)."""
-        result = await self._run(self.identify, samples, languages, speech, wait=wait)
+        result = await self._run(self.identify, samples, languages, speech, strictness, wait=wait)
         if result.reason in ("no_speech", "too_short"):
             logger.info(
                 "[%s] %s: %.2fs of speech in %.2fs of audio",
@@ -184,7 +185,7 @@ class AudioProcessor:
             identification = Identification(
                 probabilities, time.perf_counter() - started, len(samples) / SAMPLE_RATE, self.engine.name,
                 reason=verdict.reason, extra={"speech_duration": round(speech.seconds, 3)},
-                confident=verdict.confident, raw_probabilities=raw,
+                confident=verdict.confident, raw_probabilities=raw, likely=list(verdict.likely),
             )
         else:
             identification = self.identify(samples, options.languages, speech=speech)
@@ -231,10 +232,12 @@ class AudioProcessor:
             self._on_queue_change(self.queue_depth)
 
     def identify(
-        self, samples: np.ndarray, languages: list[str] | None = None, speech: Speech | None = None
+        self, samples: np.ndarray, languages: list[str] | None = None, speech: Speech | None = None,
+        strictness: Strictness | None = None,
     ) -> Identification:
         """Blocking: find the speech (unless given), run the engine on it alone, and apply the honesty
-        rule (src/confidence.py: calibrated probabilities, `confident`, `reason: "uncertain"`).
+        rule (src/confidence.py: calibrated probabilities, `confident`, `reason: "uncertain"`, the likely
+        set), with the request's own `strictness` when given (min_confidence, fallback_language).
 
         Without enough speech the result has no probabilities and a `reason` ("no_speech", "too_short"):
         non-speech is never named. Every surface (the WebSocket modes, POST /detect, the command line,
@@ -254,7 +257,7 @@ class AudioProcessor:
             elapsed = time.perf_counter() - started
             if self.gc_after_processing:
                 gc.collect()
-        probabilities, verdict = self.confidence.apply(detection.probabilities)
+        probabilities, verdict = self.confidence.for_request(strictness).apply(detection.probabilities)
         return Identification(
             probabilities=probabilities,
             processing_time=elapsed,
@@ -264,6 +267,8 @@ class AudioProcessor:
             extra=extra,
             confident=verdict.confident,
             raw_probabilities=detection.probabilities,
+            likely=list(verdict.likely),
+            fallback=verdict.fallback,
         )
 
 

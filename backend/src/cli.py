@@ -45,16 +45,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
     parser.add_argument("--timeline", action="store_true", help="also show which language is spoken when")
+    parser.add_argument("--min-confidence", help="confident threshold, 0-1 (default: the FINAL_PROBABILITY setting)")
+    parser.add_argument("--fallback-language", help="name this language (marked fallback) when an answer would be uncertain")
     args = parser.parse_args(argv)
 
     from .audio import AudioDecodeError, decode_head
     from .audio_processor import AudioProcessor
     from .config import SettingsError, load_settings
     from .languages import language_name, parse_language_list
-    from .protocol import answer_data
+    from .confidence import Strictness
+    from .protocol import ProtocolError, answer_data, parse_fallback_language, parse_min_confidence
 
     if args.top_k is not None and not 1 <= args.top_k <= 100:
         parser.error("--top-k must be between 1 and 100")
+    try:
+        strictness = Strictness(
+            None if args.min_confidence is None else parse_min_confidence(args.min_confidence),
+            None if args.fallback_language is None else parse_fallback_language(args.fallback_language),
+        )
+    except ProtocolError as exc:
+        parser.error(f"--{str(exc).replace('_', '-', 1)}")
     try:
         languages = parse_language_list(args.languages)
         settings = load_settings()
@@ -79,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in progress:
         try:
             samples, truncated = decode_head(path.read_bytes(), settings.MAX_UPLOAD_SECONDS)
-            result = processor.identify(samples, languages)
+            result = processor.identify(samples, languages, strictness=strictness)
         except (AudioDecodeError, OSError) as exc:
             failures += 1
             line = json.dumps({"file": str(path), "error": str(exc)}) if args.json else f"{path}\terror: {exc}"
@@ -98,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(json.dumps(record), file=sys.stdout)
         else:
             if language:
-                head = f"{language}\t{language_name(language)}\t{'confident' if result.confident else 'tentative'}"
+                sure = "fallback" if result.fallback else "confident" if result.confident else "tentative"
+                head = f"{language}\t{language_name(language)}\t{sure}"
             else:
                 head = f"-\t({result.reason})\t-"
             top = result.probabilities[:top_k]
             others = ", ".join(f"{c} {p:.2f}" if p is not None else c for c, p in top)
-            tqdm.write(f"{path}\t{head}\t{others}", file=sys.stdout)
+            likely = " or ".join(result.likely) or "-"
+            tqdm.write(f"{path}\t{head}\t{others}\tlikely: {likely}", file=sys.stdout)
             for segment in spans.as_list(top_k) if spans is not None else []:
                 said = segment["language"] or f"- ({segment['reason']})"
                 sure = f"{segment['confidence']:.2f}" if segment["confidence"] is not None else ""

@@ -14,24 +14,48 @@ the command line, the page).
    - otherwise the language is named, not confident (a tentative answer).
    Engines that give a language without a probability (OpenAI's whisper-1) get their language named,
    never confident and never uncertain: there is nothing to measure it by.
+3. **Likely set** (`likely`): the fewest languages, most likely first, whose cumulative calibrated
+   probability passes `LIKELY_THRESHOLDS`' threshold for `LIKELY_COVERAGE`, at most three; a confident
+   answer's is its language alone; `[]` when more than three would be needed (and with no probabilities).
+   The threshold is split-conformal (src/conformal.py): on answers like the calibration data, the
+   uncapped set holds the spoken language with probability >= LIKELY_COVERAGE; the cap empties the sets
+   that would need more than three, and only those lose coverage. `likely` never changes `language`.
+4. **Per request** (`Strictness`): `min_confidence` takes FINAL_PROBABILITY's place for one request (and
+   UNCERTAIN_BELOW's, when lower, so a looser request's confident answers are named); with
+   `fallback_language`, an answer that would be uncertain names that language instead, `fallback: true`
+   and never confident.
 
 Answers with no speech or too little (the VAD decides first) never reach this rule: they name no
-language and are not confident. The four numbers are settings whose defaults were chosen on data (see the
+language and are not confident. The numbers are settings whose defaults were chosen on data (see the
 README's accuracy section); changing those defaults is all a new calibration needs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from . import conformal
 
 Probabilities = list[tuple[str, float | None]]
+
+LIKELY_MAX = 3  # the most languages a likely set lists
 
 
 @dataclass(frozen=True)
 class Verdict:
     confident: bool
     reason: str | None  # "uncertain" when no language may be named, else None
+    likely: tuple[str, ...] = ()  # the likely set, most likely first
+    fallback: str | None = None  # the request's fallback language, named because the answer was uncertain
+
+
+@dataclass(frozen=True)
+class Strictness:
+    """One request's own thresholds (None: the server's)."""
+
+    min_confidence: float | None = None
+    fallback_language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,9 @@ class ConfidenceRule:
     final_probability: float = 0.85
     final_margin: float = 0.5
     uncertain_below: float = 0.55
+    likely_threshold: float = 0.95  # cumulative probability a likely set must pass (conformal, see above)
+    likely_max: int = LIKELY_MAX
+    fallback_language: str | None = None
 
     @classmethod
     def from_settings(cls, settings) -> "ConfidenceRule":
@@ -48,7 +75,20 @@ class ConfidenceRule:
             final_probability=settings.FINAL_PROBABILITY,
             final_margin=settings.FINAL_MARGIN,
             uncertain_below=settings.UNCERTAIN_BELOW,
+            likely_threshold=settings.likely_threshold,
         )
+
+    def for_request(self, strictness: "Strictness | None") -> "ConfidenceRule":
+        """This rule with one request's own thresholds."""
+        if strictness is None:
+            return self
+        changes: dict = {}
+        if strictness.min_confidence is not None:
+            changes["final_probability"] = strictness.min_confidence
+            changes["uncertain_below"] = min(self.uncertain_below, strictness.min_confidence)
+        if strictness.fallback_language is not None:
+            changes["fallback_language"] = strictness.fallback_language
+        return replace(self, **changes) if changes else self
 
     @classmethod
     def default(cls) -> "ConfidenceRule":
@@ -61,6 +101,9 @@ class ConfidenceRule:
             final_probability=fields["FINAL_PROBABILITY"].default,
             final_margin=fields["FINAL_MARGIN"].default,
             uncertain_below=fields["UNCERTAIN_BELOW"].default,
+            likely_threshold=conformal.threshold_for(
+                conformal.parse_table(fields["LIKELY_THRESHOLDS"].default), fields["LIKELY_COVERAGE"].default
+            ),
         )
 
     def calibrate(self, probabilities: Probabilities) -> Probabilities:
@@ -81,16 +124,27 @@ class ConfidenceRule:
 
     def verdict(self, probabilities: Probabilities) -> Verdict:
         """The verdict on calibrated probabilities (most likely first)."""
+        verdict = self._judge(probabilities)
+        if verdict.reason == "uncertain" and self.fallback_language is not None:
+            return Verdict(confident=False, reason=None, likely=verdict.likely, fallback=self.fallback_language)
+        return verdict
+
+    def likely(self, probabilities: Probabilities, confident: bool) -> tuple[str, ...]:
+        """The likely set of calibrated probabilities (most likely first), see 3. above."""
+        return tuple(conformal.likely_set(probabilities, self.likely_threshold, confident, self.likely_max))
+
+    def _judge(self, probabilities: Probabilities) -> Verdict:
         if not probabilities:
             return Verdict(confident=False, reason="uncertain")
         top = probabilities[0][1]
         if top is None:  # a language without a probability (whisper-1): named, not confident
             return Verdict(confident=False, reason=None)
         runner_up = probabilities[1][1] if len(probabilities) > 1 and probabilities[1][1] is not None else 0.0
-        if top < self.uncertain_below:
-            return Verdict(confident=False, reason="uncertain")
         confident = top >= self.final_probability and top - runner_up >= self.final_margin
-        return Verdict(confident=confident, reason=None)
+        likely = self.likely(probabilities, confident)
+        if top < self.uncertain_below:
+            return Verdict(confident=False, reason="uncertain", likely=likely)
+        return Verdict(confident=confident, reason=None, likely=likely)
 
     def apply(self, probabilities: Probabilities) -> tuple[Probabilities, Verdict]:
         calibrated = self.calibrate(probabilities)

@@ -245,7 +245,7 @@ def summary(segments: list[dict], ended_by: str, audio_duration: float, connecti
                       for code, value in ranked],
         "segments": [
             {key: segment.get(key) for key in
-             ("index", "start", "end", "language", "language_name", "confidence", "confident", "reason")}
+             ("index", "start", "end", "language", "language_name", "confidence", "confident", "likely", "reason")}
             for segment in segments
         ],
         "audio_duration": round(audio_duration, 3),

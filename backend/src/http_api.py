@@ -19,6 +19,8 @@ from .audio_processor import AudioProcessor, Busy
 from .engines.base import EngineError
 from .languages import language_name, parse_language_list
 from .metrics import ServerMetrics
+from .confidence import Strictness
+from .protocol import ProtocolError, parse_fallback_language, parse_min_confidence
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,7 @@ class TimelineSegment(BaseModel):
     language_name: str | None
     confidence: float | None
     confident: bool
+    likely: list[str] = Field(default_factory=list, description="the likely set: see AnswerData.likely")
     top: list[Candidate]
     reason: str | None = None
 
@@ -96,6 +99,12 @@ class AnswerData(BaseModel):
     language: str | None = Field(description="ISO 639-1 code, or null with a `reason`")
     language_name: str | None
     confidence: float | None = Field(description="the model's probability for `language`; null without one")
+    confident: bool = Field(description="the honesty rule's verdict (this request's min_confidence when given)")
+    likely: list[str] = Field(description="the fewest languages (at most 3, most likely first) holding the spoken "
+                              "language with probability >= LIKELY_COVERAGE (split-conformal); [] when more "
+                              "would be needed, and without speech")
+    fallback: bool | None = Field(None, description="true when `language` is the request's fallback_language, "
+                                  "named because the answer would have been uncertain")
     top: list[Candidate]
     reason: str | None = Field(None, description="only when `language` is null: no_speech, too_short, uncertain")
     final: bool
@@ -150,6 +159,10 @@ _DETECT_BODY = {
                     "languages": {"type": "string", "description": "candidate languages, e.g. en,es,fr", "examples": [""]},
                     "top_k": {"type": "integer", "minimum": 1, "maximum": 100, "examples": [3]},
                     "timeline": {"type": "boolean", "description": "also answer the language timeline", "examples": [False]},
+                    "min_confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                                       "description": "this request's confident threshold (default FINAL_PROBABILITY)"},
+                    "fallback_language": {"type": "string", "description": "named (fallback: true) when the answer "
+                                          "would be uncertain", "examples": [""]},
                 },
             }
         },
@@ -174,6 +187,17 @@ def _flag(value: str | None, default: bool) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise HTTPProblem(400, "timeline must be true or false")
+
+
+def _strictness(min_confidence: Any, fallback_language: Any) -> Strictness:
+    """A request's min_confidence and fallback_language (query or form), checked (400 when bad)."""
+    try:
+        return Strictness(
+            None if min_confidence in (None, "") else parse_min_confidence(min_confidence),
+            None if fallback_language in (None, "") else parse_fallback_language(fallback_language),
+        )
+    except ProtocolError as exc:
+        raise HTTPProblem(400, str(exc), "bad_message") from None
 
 
 async def decode_upload(data: bytes, max_seconds: float, request_id: str) -> tuple[Any, bool]:
@@ -209,6 +233,11 @@ async def detect(
     languages: Annotated[str | None, Query(description="candidate languages, e.g. en,es,fr")] = None,
     top_k: Annotated[int | None, Query(ge=1, le=100, description="how many candidates to list")] = None,
     timeline: Annotated[bool, Query(description="also answer the language timeline: which language when")] = False,
+    min_confidence: Annotated[float | None, Query(ge=0.0, le=1.0, description=(
+        "this request's confident threshold, stricter or looser than the server's FINAL_PROBABILITY"))] = None,
+    fallback_language: Annotated[str | None, Query(description=(
+        "a language code named (with `fallback: true`, never confident) when the answer would be uncertain; "
+        "no speech stays no_speech"))] = None,
 ) -> JSONResponse:
     request_id = str(uuid.uuid4())[:8]
     settings = request.app.state.settings
@@ -227,12 +256,14 @@ async def detect(
             if not 1 <= k <= 100:
                 raise HTTPProblem(400, "top_k must be between 1 and 100")
         want_timeline = _flag(fields.get("timeline"), timeline)
+        strictness = _strictness(fields.get("min_confidence", min_confidence),
+                                 fields.get("fallback_language", fallback_language))
         samples, truncated = await decode_upload(data, settings.MAX_UPLOAD_SECONDS, request_id)
         asked_at = time.perf_counter()
         metrics.detection_started()
         processing_time = None
         try:
-            result = await processor.process_audio(samples, request_id, candidates)
+            result = await processor.process_audio(samples, request_id, candidates, strictness=strictness)
             processing_time = result.processing_time if result.probabilities else None
             spans = await processor.timeline(samples, request_id, candidates) if want_timeline else None
         except Busy as exc:

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .audio import PCM_FORMATS
+from .confidence import Strictness
 from .languages import language_name, parse_language_list
 
 
@@ -38,10 +39,14 @@ class Identification:
     extra: dict[str, Any] = field(default_factory=dict)
     confident: bool = False  # the honesty rule's verdict (src/confidence.py)
     raw_probabilities: list[tuple[str, float | None]] | None = None  # the engine's, before calibration
+    likely: list[str] = field(default_factory=list)  # the likely set (src/confidence.py), most likely first
+    fallback: str | None = None  # the request's fallback_language, named because the answer was uncertain
 
     @property
     def language(self) -> str | None:
         """The language the answer names: None when there is a reason not to name one."""
+        if self.fallback is not None:
+            return self.fallback
         if self.reason is not None or not self.probabilities:
             return None
         return self.probabilities[0][0]
@@ -61,8 +66,9 @@ def answer_data(result: Identification, connection_id: str, top_k: int) -> dict[
     data: dict[str, Any] = {
         "language": language,
         "language_name": language_name(language) if language else None,
-        "confidence": _round(result.probabilities[0][1]) if language else None,
-        "confident": bool(result.confident and language),
+        "confidence": _round(dict(result.probabilities).get(language)) if language else None,
+        "confident": bool(result.confident and language and result.fallback is None),
+        "likely": list(result.likely),
         "top": [
             {"language": code, "language_name": language_name(code), "probability": _round(prob)}
             for code, prob in result.probabilities[:top_k]
@@ -74,6 +80,8 @@ def answer_data(result: Identification, connection_id: str, top_k: int) -> dict[
     }
     if result.reason is not None:
         data["reason"] = result.reason
+    if result.fallback is not None:
+        data["fallback"] = True
     data.update(result.extra)
     return data
 
@@ -114,6 +122,12 @@ class ConnectionOptions:
     top_k: int | None = None  # how many candidates each answer lists (default: the TOP_K setting)
     format: str | None = None  # None: a compressed container (webm, mp4, ogg, ...); or pcm_s16le / pcm_f32le
     sample_rate: int | None = None  # of raw PCM
+    min_confidence: float | None = None  # this connection's confident threshold (default: FINAL_PROBABILITY)
+    fallback_language: str | None = None  # named, with fallback: true, when an answer would be uncertain
+
+    @property
+    def strictness(self) -> Strictness:
+        return Strictness(self.min_confidence, self.fallback_language)
 
     def merged(self, values: dict[str, Any]) -> "ConnectionOptions":
         """These options updated from a query string or a start frame (checked; ProtocolError if bad)."""
@@ -145,10 +159,40 @@ class ConnectionOptions:
             changes["format"] = fmt
         if values.get("sample_rate") is not None:
             changes["sample_rate"] = _int_in(values["sample_rate"], "sample_rate", 8000, 192000)
+        if values.get("min_confidence") is not None:
+            changes["min_confidence"] = parse_min_confidence(values["min_confidence"])
+        if values.get("fallback_language") is not None:
+            changes["fallback_language"] = parse_fallback_language(values["fallback_language"])
         options = replace(self, **changes)
         if options.format is not None and options.sample_rate is None:
             raise ProtocolError(f"format {options.format} needs a sample_rate (e.g. 16000)")
         return options
+
+
+def parse_min_confidence(value: Any) -> float:
+    """A request's min_confidence: a number from 0 to 1 (ProtocolError otherwise)."""
+    if isinstance(value, bool):
+        raise ProtocolError("min_confidence must be a number from 0 to 1")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ProtocolError("min_confidence must be a number from 0 to 1") from None
+    if not 0.0 <= number <= 1.0:  # also refuses nan
+        raise ProtocolError("min_confidence must be between 0 and 1")
+    return number
+
+
+def parse_fallback_language(value: Any) -> str:
+    """A request's fallback_language: one language code the engine knows (ProtocolError otherwise)."""
+    if not isinstance(value, str):
+        raise ProtocolError("fallback_language must be one language code, e.g. en")
+    try:
+        codes = parse_language_list(value)
+    except ValueError as exc:
+        raise ProtocolError(f"fallback_language: {exc}") from None
+    if not codes or len(codes) != 1:
+        raise ProtocolError("fallback_language must be one language code, e.g. en")
+    return codes[0]
 
 
 def _int_in(value: Any, name: str, low: int, high: int) -> int:

@@ -185,7 +185,8 @@ class Session:
         processing_time = None
         try:
             result = await processor.process_audio(
-                samples, self.connection_id, self.options.languages, speech, wait=final
+                samples, self.connection_id, self.options.languages, speech, wait=final,
+                strictness=self.options.strictness,
             )
             processing_time = result.processing_time if result.probabilities else None
             return result

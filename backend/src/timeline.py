@@ -89,6 +89,7 @@ class Segment:
     probabilities: list[tuple[str, float | None]]  # most likely first (length-weighted mean of windows)
     confident: bool
     windows: int
+    likely: list[str] = field(default_factory=list)  # the likely set (src/confidence.py)
 
     def as_dict(self, top_k: int) -> dict[str, Any]:
         prob = dict(self.probabilities).get(self.language) if self.language else None
@@ -99,6 +100,7 @@ class Segment:
             "language_name": language_name(self.language) if self.language else None,
             "confidence": None if prob is None else round(float(prob), 4),
             "confident": self.confident,
+            "likely": list(self.likely),
             "top": [
                 {"language": code, "language_name": language_name(code),
                  "probability": None if p is None else round(float(p), 4)}
@@ -121,11 +123,11 @@ class Timeline:
         return [segment.as_dict(top_k) for segment in self.segments]
 
 
-def verdict(probabilities: Probabilities, options: TimelineOptions) -> tuple[bool, bool]:
-    """(named, confident) for a segment's probabilities, its language first, by the honesty rule that
-    every answer follows (src/confidence.py)."""
+def verdict(probabilities: Probabilities, options: TimelineOptions) -> tuple[bool, bool, list[str]]:
+    """(named, confident, likely set) for a segment's probabilities, its language first, by the honesty
+    rule that every answer follows (src/confidence.py)."""
     judged = options.confidence.verdict(probabilities)
-    return judged.reason is None, judged.confident
+    return judged.reason is None, judged.confident, list(judged.likely)
 
 
 # --- 1-2: regions and windows ------------------------------------------------------------------
@@ -235,9 +237,9 @@ def _segment(run: list[Window], label: str, options: TimelineOptions) -> Segment
     # The smoothed label first, whatever the mean says; then the others by mean probability.
     mine = dict(probabilities).get(label, 0.0 if known else None)
     probabilities = [(label, mine)] + [(c, p) for c, p in probabilities if c != label]
-    named, confident = verdict(probabilities, options)
+    named, confident, likely = verdict(probabilities, options)
     return Segment(run[0].start / SAMPLE_RATE, run[-1].end / SAMPLE_RATE, label if named else None,
-                   probabilities, confident, len(run))
+                   probabilities, confident, len(run), likely)
 
 
 # --- the whole -------------------------------------------------------------------------------

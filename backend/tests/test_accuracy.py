@@ -196,3 +196,21 @@ def test_a_language_the_model_does_not_know_is_not_confident(results):
     unknown = [r for r in results if r.clip.lang == "rw"]  # Kinyarwanda: not among Whisper's languages
     assert unknown, "eval-more has no Kinyarwanda clips"
     assert not [r.clip.file for r in unknown if confident(r.result)]
+
+
+# The likely set where it is not empty, per set, in-sample (the thresholds were calibrated on these sets and
+# eval-extra): measured 100 % / 98.7 % (eval / eval-more speech) on oneDNN and MKL alike, one miss in 76
+# sets on eval-more. The floor leaves one more miss per set: held out, the folds measured 97-100 %.
+LIKELY_COVERAGE_FLOOR = 0.95
+
+
+@pytest.mark.parametrize("which", ["eval", "eval-more"])
+def test_likely_sets_hold_the_spoken_language(results, which):
+    rows = [r for r in speech_rows(results, which) if r.result.likely]
+    held = [r for r in rows if set(r.result.likely) & set(r.clip.lang.split("+"))]
+    assert rows and len(held) >= LIKELY_COVERAGE_FLOOR * len(rows) - 1, (
+        f"{len(held)}/{len(rows)} likely sets hold the language; missed: "
+        + ", ".join(f"{r.clip.file}->{r.result.likely}" for r in rows if r not in held))
+    assert all(len(r.result.likely) <= 3 for r in rows)
+    assert all(r.result.likely == [r.codes[0]] for r in speech_rows(results, which) if r.result.confident)
+    assert not [r.clip.file for r in results if r.clip.kind == "non_speech" and r.result.likely]

@@ -147,7 +147,9 @@ class Settings(BaseSettings):
     # The defaults were chosen on both evaluation sets, each checked on the other (scripts/evaluate.py;
     # README, "Accuracy"): Whisper base's own probabilities are already close to calibrated (the fitted
     # temperature is 0.9 on one set and 1.1 on the other), and with the thresholds below confident answers
-    # were right 100 % / 98.6 % of the time on the two sets, on both CTranslate2 int8 backends.
+    # were right 100 % / 98.6 % of the time on the two sets, on both CTranslate2 int8 backends. Re-checked
+    # on three sets (choose on two, check on the third): confident answers right 100 / 98.6 / 96.3 % held
+    # out (share 52 / 75 / 43 %), oneDNN and MKL alike; a stricter P (0.95) halves eval's share.
     CALIBRATION_TEMPERATURE: float = Field(1.0, gt=0.0, le=20.0)
     """The engine's probabilities are tempered, p ** (1 / T) renormalised, before any rule reads them
     (T > 1 softens over-confident answers)."""
@@ -157,8 +159,21 @@ class Settings(BaseSettings):
     """... and it leads the runner-up by at least this."""
     UNCERTAIN_BELOW: float = Field(0.55, ge=0.0, le=1.0)
     """An answer whose top calibrated probability is under this names no language: `reason: "uncertain"`
-    (0.55 keeps non-speech the VAD let through unnamed on all three evaluation sets and both CTranslate2
-    backends; at 0.5 a noise clip was named at 0.507 on oneDNN)."""
+    (0.55 names none of the 17 non-speech clips of the three sets that the VAD let through on either
+    backend; at 0.5 oneDNN named one, eval-more's zxx_speechbrain_8 at 0.507)."""
+
+    LIKELY_COVERAGE: float = Field(0.95, gt=0.0, lt=1.0)
+    """Every answer lists `likely`: the fewest languages (at most 3, most likely first) that hold the spoken
+    language with at least this probability, by split-conformal prediction (src/conformal.py). Must be at
+    most the highest coverage LIKELY_THRESHOLDS was calibrated for; between two calibrated levels the
+    higher one's threshold applies."""
+    LIKELY_THRESHOLDS: str = "0.8:0.413,0.85:0.7224,0.9:0.8573,0.95:0.9528"
+    """The likely set's calibration, `coverage:threshold` pairs: a set lists top languages until their
+    cumulative calibrated probability passes the threshold. The defaults are the split-conformal thresholds
+    (the ceil((n+1)·coverage)-th smallest score) on the 227 speech clips of the three evaluation sets, the
+    higher of the two CTranslate2 backends' at each level (scripts/evaluate.py, "Likely set"; README,
+    "Likely languages"). No level above 0.95 is finite there: the few confident wrong answers (scored
+    +inf) are more than 3 % of the clips' highest scores."""
 
     # --- stream mode (see src/streaming.py for the rule) -----------------------------------------
     STREAM_FIRST_PARTIAL_SECONDS: float = Field(1.0, gt=0.0)
@@ -213,6 +228,21 @@ class Settings(BaseSettings):
             no_speech_seconds=self.STREAM_NO_SPEECH_SECONDS,
         )
 
+    @field_validator("LIKELY_THRESHOLDS")
+    @classmethod
+    def _likely_table(cls, value: str) -> str:
+        from ..conformal import parse_table
+
+        parse_table(value)
+        return value
+
+    @property
+    def likely_threshold(self) -> float:
+        """The conformal threshold LIKELY_COVERAGE calls for (see LIKELY_THRESHOLDS)."""
+        from ..conformal import parse_table, threshold_for
+
+        return threshold_for(parse_table(self.LIKELY_THRESHOLDS), self.LIKELY_COVERAGE)
+
     @field_validator("HOST", "OPENAI_MODEL")
     @classmethod
     def _not_empty(cls, value: str) -> str:
@@ -228,6 +258,10 @@ class Settings(BaseSettings):
         """Checks that need more than one field."""
         if self.ENGINE == "openai" and not self.OPENAI_API_KEY:
             raise SettingsError("ENGINE=openai needs OPENAI_API_KEY to be set")
+        try:
+            self.likely_threshold
+        except ValueError as exc:
+            raise SettingsError(f"LIKELY_COVERAGE={self.LIKELY_COVERAGE!r}: {exc} in LIKELY_THRESHOLDS") from None
         if self.WHISPER_MODEL and not os.path.isdir(self.WHISPER_MODEL):
             raise SettingsError(f"WHISPER_MODEL={self.WHISPER_MODEL!r} is not a directory")
         return self
