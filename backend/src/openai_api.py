@@ -214,6 +214,9 @@ class VerboseTranscription(TranscriptionVerbose):
     language_probability: float | None = Field(None, description="LangShazam: the model's probability for it")
     confident: bool = Field(False, description="LangShazam: the detection is confident by the honesty rule")
     top: list[Candidate] = Field(default_factory=list, description="LangShazam: the most likely languages")
+    likely: list[str] = Field(default_factory=list, description="LangShazam: the likely set, as on every answer: "
+                              "the fewest languages (at most 3) holding the spoken one with probability >= "
+                              "LIKELY_COVERAGE; [] when more than 3 would be needed or there is no speech")
     reason: str | None = Field(None, description="LangShazam: why no language was named: no_speech, too_short, uncertain")
     timeline: list[dict[str, Any]] | None = Field(
         None, description="LangShazam, with timeline=true: which language when (as POST /detect?timeline=true); "
@@ -344,6 +347,7 @@ async def create_transcription(
         language_probability=_round(top[0][1]) if identification.language else None,
         confident=bool(identification.confident and identification.language),
         top=[Candidate(language=c, language_name=language_name(c), probability=_round(p)) for c, p in top],
+        likely=list(identification.likely),
         reason=identification.reason,
     )
     exclude = {"words"} if transcript.words is None else set()

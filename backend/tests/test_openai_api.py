@@ -70,6 +70,8 @@ def test_verbose_json(server, verbose):
     assert 0.5 < p1 <= 1 and p1 >= p2
     verdict = ConfidenceRule.default().verdict([(t["language"], t["probability"]) for t in top])
     assert extra["confident"] is verdict.confident  # the honesty rule, as on every answer
+    # The likely set, as on every answer: a confident answer's is its language alone.
+    assert extra["likely"] == ["es"] if extra["confident"] else (extra["likely"] == [] or "es" in extra["likely"])
 
 
 def test_json_text_srt_vtt(server, verbose):
