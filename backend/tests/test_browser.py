@@ -258,16 +258,21 @@ def test_not_sure_offers_the_candidates_to_retry_with(doubtful, browser, tmp_pat
     listen(driver, f"{srv.http}/ui/")
     state = wait_for(driver, finished, what="a final answer")
 
-    assert state["state"] == "done" and state["language"] == "" and state["name"] == "Not sure", state
+    assert state["state"] == "done" and state["language"] == "", state
     assert state["confident"] == "false" and len(state["bars"]) >= 3, state
-    assert state["maybe"] and [code for code, _ in state["chips"]] == state["bars"][:3], state
-    assert all(pressed == "true" for _, pressed in state["chips"])
+    codes = [code for code, _ in state["chips"]]
+    if state["name"] == "Not sure":  # no likely set of two or three: the top three are offered
+        assert codes == state["bars"][:3], state
+    else:  # a likely set ("Portuguese or English?", which depends on the CPU's kernels): its languages
+        assert " or " in state["name"] and state["name"].endswith("?") and 2 <= len(codes) <= 3, state
+        assert set(codes) <= set(state["bars"]), state
+    assert state["maybe"] and all(pressed == "true" for _, pressed in state["chips"]), state
     screenshot(driver, "ui-not-sure.png")
 
     chips = driver.find_elements("css selector", "#chips .chip")
-    chips[2].click()  # "it cannot be this one"
-    chosen = [code for code, _ in state["chips"][:2]]
-    assert page_state(driver)["chips"][2][1] == "false"
+    chips[-1].click()  # "it cannot be this one"
+    chosen = codes[:-1]
+    assert page_state(driver)["chips"][-1][1] == "false"
     driver.find_element("id", "retry").click()  # one tap: try again among the others
     wait_for(driver, lambda s: s["state"] in ("listening", "starting"), timeout=15, what="a new try")
     state = wait_for(driver, finished, what="the second answer")
