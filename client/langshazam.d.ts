@@ -37,8 +37,8 @@ export type Reason = "no_speech" | "too_short" | "uncertain";
 export type EndedBy =
   | "confident" | "end_of_speech" | "no_speech" | "stop" | "max_duration" | "shutdown" | "quiet" | "idle" | "max_bytes";
 
-/** One answer: partial, final, a continuous-mode segment, or POST /detect's. */
-export interface Answer {
+/** What every answer and timeline segment says about the language: the honesty rule's verdict. */
+export interface Verdict {
   /** ISO 639-1 code, or null with a `reason`. */
   language: string | null;
   language_name: string | null;
@@ -50,10 +50,14 @@ export interface Answer {
   top: Candidate[];
   /** Only when `language` is null. */
   reason?: Reason;
-  /** Stream finals (and segments): why the stream ended. */
-  ended_by?: EndedBy;
   /** The fewest languages that together hold the spoken one (most likely first), where the server sends it. */
   likely?: string[];
+}
+
+/** One answer: partial, final, a continuous-mode segment, or POST /detect's. */
+export interface Answer extends Verdict {
+  /** Stream finals (and segments): why the stream ended. */
+  ended_by?: EndedBy;
   /** True when `language` is the requested fallbackLanguage, named because the answer was uncertain. */
   fallback?: boolean;
   final: boolean;
@@ -75,16 +79,9 @@ export interface Answer {
   connection_id: string;
 }
 
-export interface TimelineSegment {
+export interface TimelineSegment extends Verdict {
   start: number;
   end: number;
-  language: string | null;
-  language_name: string | null;
-  confidence: number | null;
-  confident: boolean;
-  top: Candidate[];
-  reason?: Reason;
-  likely?: string[];
 }
 
 /** Continuous mode's final answer: every segment, and how long each language was spoken. */
