@@ -29,10 +29,11 @@ react=client/examples/react
 if command -v npm >/dev/null && ! [ "$react/node_modules/.package-lock.json" -nt "$react/package-lock.json" ]; then
     (cd "$react" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-# Two workers by default (TEST_WORKERS=0 runs in one process): much of the suite waits on streams paced in
-# real time, browsers and servers starting, so two processes share 2 cores well. Tests of one file stay on
-# one worker (--dist loadfile), with its module fixtures; each worker starts its own shared servers.
-WORKERS=${TEST_WORKERS:-2}
+# Three workers by default (TEST_WORKERS=0 runs in one process): much of the suite waits on streams paced in
+# real time, browsers and servers starting, so three processes share 2 cores well (on 2 cores, oneDNN: 6:21
+# for the whole CI run with 2 workers, 5:43 with 3). Tests of one file stay on one worker (--dist loadfile),
+# with its module fixtures; each worker starts its own shared servers.
+WORKERS=${TEST_WORKERS:-3}
 if [ "$WORKERS" = 0 ]; then
     exec .venv/bin/python -m pytest backend/tests "$@"
 fi
