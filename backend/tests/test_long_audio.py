@@ -152,8 +152,10 @@ def test_a_handful_at_once_leave_the_server_serving_others(server, two_hours):
             assert result.close_code == 1009, result.messages
     assert len(results) == 6
     # Six requests, each holding at most 60 s (POST) or 120 s (/ws) of decoded audio, plus the VAD's
-    # working memory, and the ordinary client's detection; unbounded, the same six held some 8 GB.
-    assert load.growth < 2 * RSS_GROWTH_MB, str(load)
+    # working memory, and the ordinary client's detection; unbounded, the same six held some 8 GB. The
+    # engine's own working memory differs between CTranslate2's backends: under 200 MB of growth with
+    # oneDNN, 332-333 MB with MKL (two runs on the same AMD machine), so the bound is 500 MB: far from 8 GB.
+    assert load.growth < 5 * RSS_GROWTH_MB, str(load)
     assert httpx.get(server.http + "/", timeout=10).status_code == 200
     assert exchange(server.ws, encode(item.samples(), "ogg")).last["data"]["language"] == "es"
 
