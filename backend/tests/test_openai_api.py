@@ -15,7 +15,6 @@ import pytest
 from openai.types.audio import Transcription, TranscriptionVerbose
 
 from audio_tools import SPANISH_CLIP, clip, encode, reads_as, share_heard
-from src.confidence import ConfidenceRule
 
 SPANISH = SPANISH_CLIP
 
@@ -68,7 +67,7 @@ def test_verbose_json(server, verbose):
                                         "probability": extra["language_probability"]}
     p1, p2 = top[0]["probability"], top[1]["probability"]
     assert 0.5 < p1 <= 1 and p1 >= p2
-    verdict = ConfidenceRule.default().verdict([(t["language"], t["probability"]) for t in top])
+    verdict = server.rule().verdict([(t["language"], t["probability"]) for t in top])
     assert extra["confident"] is verdict.confident  # the honesty rule, as on every answer
     # The likely set, as on every answer: a confident answer's is its language alone.
     assert extra["likely"] == ["es"] if extra["confident"] else (extra["likely"] == [] or "es" in extra["likely"])

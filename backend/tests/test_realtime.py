@@ -17,7 +17,6 @@ import pytest
 from websockets.sync.client import connect
 
 from audio_tools import clip
-from src.confidence import ConfidenceRule
 
 # The SDK's sync client reads with a websockets call that warns about itself; nothing this project does.
 pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning")
@@ -73,10 +72,10 @@ def session(server, seconds: float = 90, **kwargs):
             watchdog.cancel()
 
 
-def agrees_with_the_honesty_rule(completed) -> None:
+def agrees_with_the_honesty_rule(completed, rule) -> None:
     extra = completed.model_extra
     top = [(item["language"], item["probability"]) for item in extra["top"]]
-    verdict = ConfidenceRule.default().verdict(top) if top else None
+    verdict = rule.verdict(top) if top else None
     if not top or verdict.reason is not None or extra.get("reason"):
         assert completed.languages == [] and extra["confident"] is False
     else:
@@ -117,7 +116,7 @@ def test_server_vad_session_one_completed_per_clip(server):
         deltas = [e.delta for e in events if e.type.endswith("transcription.delta") and e.item_id == item]
         assert deltas and "".join(deltas).strip() == done.transcript and done.transcript
         assert [language.code for language in done.languages] == [name[:2]], done
-        agrees_with_the_honesty_rule(done)
+        agrees_with_the_honesty_rule(done, server.rule())
         assert 0 < done.usage.seconds <= clip(name).seconds + 1
     started = [e.audio_start_ms for e in events if e.type == "input_audio_buffer.speech_started"]
     stopped = [e.audio_end_ms for e in events if e.type == "input_audio_buffer.speech_stopped"]
@@ -170,7 +169,7 @@ def test_async_manual_commit_pcmu_and_no_speech(server):
     assert [e.item_id for e in completed] == [e.item_id for e in committed] and len(completed) == 2
     german, quiet = completed
     assert [language.code for language in german.languages] == ["de"] and german.transcript
-    agrees_with_the_honesty_rule(german)
+    agrees_with_the_honesty_rule(german, server.rule())
     assert quiet.transcript == "" and quiet.languages == [] and quiet.model_extra["reason"] == "no_speech"
     assert events[-1].type == "input_audio_buffer.cleared"
 
