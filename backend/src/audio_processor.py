@@ -106,9 +106,6 @@ class AudioProcessor:
         )
         return samples
 
-    async def find_speech(self, samples: np.ndarray, min_silence_ms: int | None = None) -> Speech:
-        return await asyncio.to_thread(self.vad.find_speech, samples, min_silence_ms)
-
     async def process_audio(
         self,
         samples: np.ndarray,

@@ -13,8 +13,8 @@
 Each utterance is judged on its own audio only (from the end of the previous one), so what was said
 before in another language does not sway it. The audio before the utterance in progress is released
 once answered (its segments stay, as results): a call holds a few seconds of audio whatever its length,
-and each step's work (decoding the new bytes, the VAD over the utterance so far, a bounded detection
-window) does not grow with it.
+and each step's work (decoding the new bytes, the VAD over the new samples with its state carried:
+vad.VadStream, a bounded detection window) does not grow with it.
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ class ContinuousSession(ListeningSession):
         self._stop: str | None = None  # why the connection ends, once it does
         self._stop_at = 0.0
         self.segments: list[dict] = []
+        self._vad = self.context.audio_processor.vad.stream()  # the new audio only, at each step
+
+    def _speech(self, samples: np.ndarray, base: int, offset: int) -> Speech:
+        """The speech from stream sample `offset` on (in a worker thread: the VAD runs over the new samples)."""
+        self._vad.follow(samples, base)
+        return self._vad.speech(offset)
 
     async def run(self, first: bytes | ClientMessage | None) -> None:
         try:
@@ -123,7 +129,6 @@ class ContinuousSession(ListeningSession):
 
     async def _analysis_loop(self) -> None:
         policy = self.policy
-        processor = self.context.audio_processor
         tracker = StreamTracker(policy)
         offset = 0  # sample (from the stream's start) where the current utterance's audio starts
         last: Identification | None = None
@@ -143,7 +148,7 @@ class ContinuousSession(ListeningSession):
             base = self.stream.base  # samples[0] is this sample of the stream
             end = base + len(samples)
             tail = samples[offset - base:]
-            speech = await processor.find_speech(tail)
+            speech = await asyncio.to_thread(self._speech, samples, base, offset)
             # Audio that came faster than real time may hold whole utterances already: each ends as the
             # pause rule would have ended it live.
             while (ended := earlier_utterance(tracker, speech)) is not None:
@@ -179,6 +184,7 @@ class ContinuousSession(ListeningSession):
                 await self._summary(ended_by, end, asked_at)
                 return
             self.stream.release(offset)  # what came before the utterance in progress is answered
+            self._vad.release(offset)
             self.context.metrics.audio_held(self.connection_id, (end - max(offset, base)) / SAMPLE_RATE)
 
     async def _utterance(self, tail: np.ndarray, speech: Speech, offset: int, tracker: StreamTracker,

@@ -44,7 +44,7 @@ from .languages import language_name
 from .openai_api import detected_languages
 from .session import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, SessionContext
 from .streaming import STREAM_VAD_MIN_SILENCE_MS, StreamPolicy, StreamTracker
-from .vad import VoiceActivityDetector
+from .vad import Speech, VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,8 @@ class RealtimeSession:
         if self._converter is None or self._converter.format != fmt:
             self._converter = PcmConverter(fmt, rate)
         self._vad = VoiceActivityDetector(threshold=config.threshold)
+        if hasattr(self, "_vad_stream"):
+            self._vad_stream.detector = self._vad  # its probabilities do not depend on the threshold
         # The pause that ends a turn is the session's; a turn of any length ends at it (a one-word answer
         # must not wait for STREAM_NO_SPEECH_SECONDS).
         self._turn_policy = replace(self._policy, end_silence_seconds=config.silence_duration_ms / 1000,
@@ -147,6 +149,9 @@ class RealtimeSession:
         self._buffer_start = self._session_samples - self._buffered  # the session's sample at buffer[0]
         self._item_id: str | None = None  # set at speech_started
         self._tracker = StreamTracker(self._turn_policy)
+        # The VAD follows the buffer: it runs over the samples appended since its last step only.
+        self._vad_stream = self._vad.stream()
+        self._unseen: list[np.ndarray] = list(self._chunks)
 
     def _buffer(self) -> np.ndarray:
         if len(self._chunks) > 1:
@@ -303,6 +308,7 @@ class RealtimeSession:
                                  param="audio")
         if samples.size:
             self._chunks.append(samples)
+            self._unseen.append(samples)
             self._buffered += samples.size
             self._session_samples += samples.size
         if self.config.server_vad and self._buffered - self._analysed >= ANALYSIS_STEP_SECONDS * SAMPLE_RATE:
@@ -311,13 +317,13 @@ class RealtimeSession:
     async def _analyse(self, *, full: bool) -> None:
         """server_vad: speech started? stopped (the end-of-speech rule)? With no speech, only the last
         prefix_padding_ms of the buffer are kept."""
-        samples = self._buffer()
-        self._analysed = samples.size
-        speech = await asyncio.to_thread(self._vad.find_speech, samples, STREAM_VAD_MIN_SILENCE_MS)
+        self._analysed = self._buffered
+        unseen, self._unseen = self._unseen, []
+        speech = await asyncio.to_thread(self._speech, unseen)
         if not speech.segments:
             keep = int(max(self.config.prefix_padding_ms / 1000, 2 * ANALYSIS_STEP_SECONDS) * SAMPLE_RATE)
-            if samples.size > 2 * keep:
-                self._reset_buffer(samples[-keep:])
+            if self._buffered > 2 * keep:
+                self._reset_buffer(self._buffer()[-keep:])
                 self._analysed = self._buffered
             return
         if self._item_id is None:
@@ -325,10 +331,17 @@ class RealtimeSession:
             self.emit(InputAudioBufferSpeechStartedEvent(
                 type="input_audio_buffer.speech_started", event_id=_id("event"), item_id=self._item_id,
                 audio_start_ms=self._ms(self._buffer_start + speech.segments[0][0])))
-        if full or self._tracker.ending(speech, samples.size) == "end_of_speech":
+        if full or self._tracker.ending(speech, self._buffered) == "end_of_speech":
+            samples = self._buffer()
             first, last = speech.segments[0][0], speech.segments[-1][1]
             start = max(0, first - int(self.config.prefix_padding_ms * SAMPLE_RATE / 1000))
             self._commit(samples[start:last], stopped=True, end=last, rest=samples[last:])
+
+    def _speech(self, unseen: list[np.ndarray]) -> Speech:
+        """The speech in the buffer (in a worker thread: the VAD runs over the `unseen` samples only)."""
+        for chunk in unseen:
+            self._vad_stream.push(chunk)
+        return self._vad_stream.speech(0, STREAM_VAD_MIN_SILENCE_MS)
 
     def _commit_speech(self) -> None:
         """On shutdown: a turn under way is committed as it is."""

@@ -2,7 +2,8 @@
 (confident early, end of speech, no speech, stop, shutdown, max duration).
 
 Two tasks per connection: one receives frames and feeds the decoder, the other analyses the audio
-whenever about ANALYSIS_STEP_SECONDS of it has arrived (decode, VAD, maybe a detection).
+whenever about ANALYSIS_STEP_SECONDS of it has arrived (decode the new bytes, run the VAD over the new
+samples: vad.VadStream, maybe a detection).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .audio import SAMPLE_RATE, AudioIncomplete
 from .protocol import ClientMessage, Identification
 from .session import SHUTDOWN, ListeningSession
 from .streaming import STREAM_VAD_MIN_SILENCE_MS, StreamPolicy, StreamTracker, pause_seconds
+from .vad import Speech
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,12 @@ class StreamSession(ListeningSession):
         self._wake = asyncio.Event()
         self._stop: str | None = None  # "stop" or "shutdown" once the client or the server asked
         self._stop_at = 0.0
+        self._vad = self.context.audio_processor.vad.stream()  # the new audio only, at each step
+
+    def _speech(self, samples) -> Speech:
+        """The speech in the stream so far (in a worker thread: the VAD runs over the new samples)."""
+        self._vad.follow(samples, 0)
+        return self._vad.speech(0, STREAM_VAD_MIN_SILENCE_MS)
 
     async def _receive_loop(self, first: bytes | ClientMessage | None) -> None:
         message = first
@@ -76,7 +84,7 @@ class StreamSession(ListeningSession):
             max_samples = int(policy.max_seconds * SAMPLE_RATE)
             if len(samples) >= max_samples:
                 samples, ended_by = samples[:max_samples], ended_by or "max_duration"
-            speech = await self.context.audio_processor.find_speech(samples, STREAM_VAD_MIN_SILENCE_MS)
+            speech = await asyncio.to_thread(self._speech, samples)
             ended_by = ended_by or tracker.ending(speech, len(samples))
             logger.debug(
                 "[%s] %.2fs of audio, %.2fs of speech, pause %.2fs: decoded in %.0f ms, VAD %.0f ms%s",
