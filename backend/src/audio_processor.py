@@ -16,6 +16,7 @@ from . import audio as audio_codec
 from .audio import SAMPLE_RATE
 from .confidence import ConfidenceRule, Strictness
 from .engines.base import Engine, TranscribeOptions, Transcript
+from .inference_slots import Priority, Slots
 from .protocol import Identification
 from .timeline import Timeline, TimelineOptions
 from .timeline import timeline as build_timeline
@@ -66,7 +67,7 @@ class AudioProcessor:
         self.max_queued = max_queued
         self.queue_depth = 0  # detections waiting for a slot
         self._on_queue_change = on_queue_change
-        self._semaphore = asyncio.Semaphore(max_concurrent_calls)
+        self._slots = Slots(max_concurrent_calls)
         self.timeline_options = timeline_options or TimelineOptions()
         # The timeline needs the short pauses between turns: a VAD of its own with a shorter minimum silence.
         self.timeline_vad = VoiceActivityDetector(
@@ -115,12 +116,13 @@ class AudioProcessor:
         *,
         wait: bool = True,
         strictness: Strictness | None = None,
+        priority: Priority = Priority.REQUEST,
     ) -> Identification:
         """Identify the language spoken in 16 kHz mono float32 samples, in a worker thread, at most
-        `max_concurrent_calls` at a time (see `identify`). Raises Busy when `max_queued` detections are
-        waiting already, or at once when `wait` is False and no slot is free (partial answers, which
-        must not delay the final answers queued behind them)."""
-        result = await self._run(self.identify, samples, languages, speech, strictness, wait=wait)
+        `max_concurrent_calls` at a time (see `identify`), waiting ones served by `priority` (see `_run`).
+        Raises Busy for a REQUEST when `max_queued` calls are waiting already, or at once when `wait` is
+        False and no slot is free (partial answers, which must not delay the final answers behind them)."""
+        result = await self._run(self.identify, samples, languages, speech, strictness, wait=wait, priority=priority)
         if result.reason in ("no_speech", "too_short"):
             logger.info(
                 "[%s] %s: %.2fs of speech in %.2fs of audio",
@@ -158,10 +160,11 @@ class AudioProcessor:
     def _calibrated(self, audio: np.ndarray, languages: list[str] | None) -> list[tuple[str, float | None]]:
         return self.confidence.calibrate(self.engine.detect(audio, languages).probabilities)
 
-    async def transcribe(self, samples: np.ndarray, connection_id: str, options: TranscribeOptions) -> Transcription:
+    async def transcribe(self, samples: np.ndarray, connection_id: str, options: TranscribeOptions,
+                         priority: Priority = Priority.REQUEST) -> Transcription:
         """Transcribe 16 kHz mono float32 samples in a worker thread, under the same slots and queue limit
-        as detections (Busy when `max_queued` calls are waiting already). See `transcription`."""
-        result = await self._run(self.transcription, samples, options)
+        as detections (Busy for a REQUEST when `max_queued` calls are waiting already). See `transcription`."""
+        result = await self._run(self.transcription, samples, options, priority=priority)
         logger.info(
             "[%s] Transcribed %.2fs of audio in %.3fs, in %s (detected: %s), %d segments",
             connection_id, result.identification.audio_duration, result.seconds, result.transcript.language,
@@ -193,20 +196,26 @@ class AudioProcessor:
                 transcript = self.engine.transcribe(samples, replace(options, language=language))
         return Transcription(identification, transcript, time.perf_counter() - started)
 
-    async def _run(self, work: Callable[..., T], *args: Any, wait: bool = True) -> T:
+    async def _run(self, work: Callable[..., T], *args: Any, wait: bool = True,
+                   priority: Priority = Priority.REQUEST) -> T:
         """Run `work(*args)` in a worker thread once an inference slot is free (at most
-        `max_concurrent_calls` at a time). Raises Busy when `max_queued` calls are waiting already, or at
-        once when `wait` is False and no slot is free."""
-        if self._semaphore.locked():
-            if not wait:
+        `max_concurrent_calls` at a time). When none is, callers wait: the answers admitted streams are
+        owed (Priority.FINAL) before new requests, each in the order they came. A FINAL is never refused
+        (streams are refused at the door instead: stream_capacity.py); a REQUEST raises Busy when
+        `max_queued` calls are waiting already. With `wait` False (a partial answer) Busy comes at once
+        when no slot is free or anyone waits for one."""
+        if not wait:
+            if not self._slots.try_take():
                 raise Busy("no inference slot free for a partial answer")
-            if self.max_queued is not None and self.queue_depth >= self.max_queued:
+        else:
+            if (priority != Priority.FINAL and self._slots.saturated and self.max_queued is not None
+                    and self.queue_depth >= self.max_queued):
                 raise Busy(f"the server is busy ({self.queue_depth} detections waiting): try again later")
-        self._queue_changed(+1)
-        try:
-            await self._semaphore.acquire()
-        finally:
-            self._queue_changed(-1)
+            self._queue_changed(+1)
+            try:
+                await self._slots.take(priority)
+            finally:
+                self._queue_changed(-1)
         future = asyncio.ensure_future(asyncio.to_thread(work, *args))
         # The slot is freed when the thread is done, even if the caller was cancelled meanwhile (client
         # gone): the thread cannot be interrupted, its result is then discarded.
@@ -215,11 +224,16 @@ class AudioProcessor:
 
     @property
     def saturated(self) -> bool:
-        """Every inference slot is taken."""
-        return self._semaphore.locked()
+        """Every inference slot is taken, or someone waits for one."""
+        return self._slots.saturated
+
+    @property
+    def finals_waiting(self) -> int:
+        """Answers owed to admitted streams that wait for an inference slot."""
+        return self._slots.waiting(Priority.FINAL)
 
     def _release(self, work: asyncio.Future) -> None:
-        self._semaphore.release()
+        self._slots.release()
         if not work.cancelled():
             work.exception()  # retrieved, so a discarded failure is not reported as "never retrieved"
 

@@ -139,6 +139,7 @@ class ContinuousSession(ListeningSession):
             if ended_by is None and self.stream.new_seconds() < ANALYSIS_STEP_SECONDS:
                 continue
             asked_at = self._stop_at if ended_by else time.perf_counter()
+            step_started = time.perf_counter()
             try:
                 samples, full = await self._decoded(final=ended_by is not None)
             except AudioIncomplete:
@@ -149,6 +150,7 @@ class ContinuousSession(ListeningSession):
             end = base + len(samples)
             tail = samples[offset - base:]
             speech = await asyncio.to_thread(self._speech, samples, base, offset)
+            self.context.metrics.analysis_step(time.perf_counter() - step_started)
             # Audio that came faster than real time may hold whole utterances already: each ends as the
             # pause rule would have ended it live.
             while (ended := earlier_utterance(tracker, speech)) is not None:

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import api_docs, http_api, openai_api, protocol, realtime_api
 from .access import RedactTokens, require_api_key
 from .audio_processor import AudioProcessor
+from .stream_capacity import StreamCapacity
 from .client_files import ClientFiles
 from .config.settings import Settings, SettingsError, get_settings, logging_config, server_config
 from .metrics import MetricsSnapshot, ServerMetrics
@@ -97,6 +98,10 @@ def create_app(settings: Settings) -> FastAPI:
         allowed_origins=settings.cors_origins,
         api_key=settings.API_KEY,
         once_quiet_seconds=settings.ONCE_QUIET_SECONDS,
+        capacity=StreamCapacity(
+            settings.max_streams, lambda: audio_processor.finals_waiting, 2 * settings.MAX_CONCURRENT_CALLS,
+            settings.STREAM_RETRY_AFTER_SECONDS, on_change=metrics.streams_changed,
+        ),
     )
 
     readiness = Readiness()

@@ -41,6 +41,10 @@ class MetricsSnapshot(BaseModel):
     errors_by_type: dict[str, int]
     rejections: dict[str, int] = Field(description="refusals by a limit or an access rule, by reason")
     audio_held_seconds: float = Field(0.0, description="decoded audio held by open continuous streams (s)")
+    live_streams: int = Field(0, description="live streams open (/ws stream and continuous modes, Realtime sessions)")
+    partials_skipped: int = Field(0, description="partial answers skipped because every inference slot was taken")
+    analysis_steps: int = Field(0, description="live streams' analysis steps (decoding the new audio, the VAD over it)")
+    analysis_step_seconds: float = Field(0.0, description="time those steps took, detections not included (s)")
 
 
 class ServerMetrics:
@@ -55,6 +59,10 @@ class ServerMetrics:
         self.queued_detections = 0
         self.transcriptions = 0
         self._audio_held: dict[str, float] = {}  # seconds of decoded audio each continuous stream holds
+        self.live_streams = 0
+        self.partials_skipped = 0
+        self.analysis_steps = 0
+        self.analysis_step_seconds = 0.0
         self.cpu_cores = psutil.cpu_count(logical=True) or os.cpu_count() or 1
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime the counters: later calls measure since the previous one
@@ -92,6 +100,14 @@ class ServerMetrics:
         self._p_audio_held = Gauge(
             "langshazam_audio_held_seconds", "Decoded audio held by open continuous streams", registry=r
         )
+        self._p_live = Gauge("langshazam_live_streams", "Live streams open (stream, continuous, Realtime)", registry=r)
+        self._p_skipped = PromCounter(
+            "langshazam_partials_skipped", "Partial answers skipped: every inference slot was taken", registry=r
+        )
+        self._p_step = Histogram(
+            "langshazam_analysis_step_seconds", "One live stream's analysis step (decode the new audio, VAD), "
+            "detections not included", buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=r,
+        )
 
     # --- events ---------------------------------------------------------------------------------------
 
@@ -128,6 +144,19 @@ class ServerMetrics:
     def transcribed(self, seconds: float) -> None:
         self.transcriptions += 1
         self._p_transcription.observe(seconds)
+
+    def streams_changed(self, live: int) -> None:
+        self.live_streams = live
+        self._p_live.set(live)
+
+    def partial_skipped(self) -> None:
+        self.partials_skipped += 1
+        self._p_skipped.inc()
+
+    def analysis_step(self, seconds: float) -> None:
+        self.analysis_steps += 1
+        self.analysis_step_seconds += seconds
+        self._p_step.observe(seconds)
 
     def queue_changed(self, depth: int) -> None:
         self.queued_detections = depth
@@ -185,6 +214,10 @@ class ServerMetrics:
             "errors_by_type": dict(self.errors_by_type),
             "rejections": dict(self.rejections),
             "audio_held_seconds": round(sum(self._audio_held.values()), 2),
+            "live_streams": self.live_streams,
+            "partials_skipped": self.partials_skipped,
+            "analysis_steps": self.analysis_steps,
+            "analysis_step_seconds": round(self.analysis_step_seconds, 4),
         }
 
     def prometheus(self) -> bytes:

@@ -99,8 +99,12 @@ def partial(data: dict[str, Any], connection_id: str) -> dict[str, Any]:
     return {"status": "partial", "data": data, "timestamp": timestamp(), "connection_id": connection_id}
 
 
-def error(message: str, connection_id: str) -> dict[str, Any]:
-    return {"status": "error", "message": message, "timestamp": timestamp(), "connection_id": connection_id}
+def error(message: str, connection_id: str, retry_after: float | None = None) -> dict[str, Any]:
+    """An error; `retry_after`: seconds after which a refused client may try again."""
+    out = {"status": "error", "message": message, "timestamp": timestamp(), "connection_id": connection_id}
+    if retry_after is not None:
+        out["retry_after"] = retry_after
+    return out
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ from pydantic import ValidationError
 from .audio_processor import AudioProcessor
 from .openai_api import OpenAIError, check_keywords, check_language, served_models
 from .realtime_session import EventError, RealtimeConfig, RealtimeSession
-from .session import CLOSE_POLICY_VIOLATION
+from .session import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
+from .stream_capacity import StreamsFull
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,13 @@ async def realtime(websocket: WebSocket) -> None:
         logger.warning("[%s] Realtime refused: %s", connection_id, message)
         await _refuse(websocket, message, "unsupported_intent", CLOSE_POLICY_VIOLATION)
         return
+    try:
+        ticket = manager.capacity.admit()
+    except StreamsFull as exc:
+        metrics.rejected("streams_full")
+        logger.warning("[%s] Realtime refused: %s", connection_id, exc.message)
+        await _refuse(websocket, exc.message, "server_busy", CLOSE_TRY_AGAIN_LATER, exc.retry_after)
+        return
     context = manager.context
     session = RealtimeSession(context, websocket, connection_id, RealtimeConfig(threshold=settings.VAD_THRESHOLD),
                               settings.stream_policy(), session_updater(context.audio_processor))
@@ -155,15 +163,19 @@ async def realtime(websocket: WebSocket) -> None:
         logger.exception("[%s] Unexpected error in a Realtime session", connection_id)
         await _refuse(websocket, "internal error", "internal_error", 1011)
     finally:
+        ticket.release()
         metrics.connection_closed()
         logger.info("[%s] Realtime session lasted %.2fs", connection_id, time.perf_counter() - started)
 
 
-async def _refuse(websocket: WebSocket, message: str, code: str, close_code: int) -> None:
-    """An `error` event in OpenAI's shape, then the close code."""
+async def _refuse(websocket: WebSocket, message: str, code: str, close_code: int,
+                  retry_after: float | None = None) -> None:
+    """An `error` event in OpenAI's shape (plus `retry_after` seconds when given), then the close code."""
     event = {"type": "error", "event_id": f"event_{uuid.uuid4().hex[:20]}",
              "error": {"type": "invalid_request_error", "code": code, "message": message, "param": None,
                        "event_id": None}}
+    if retry_after is not None:
+        event["retry_after"] = retry_after
     try:
         await websocket.send_text(json.dumps(event))
         await websocket.close(close_code)

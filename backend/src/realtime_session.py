@@ -39,6 +39,7 @@ from openai.types.realtime.realtime_error import RealtimeError
 
 from .audio import SAMPLE_RATE, AudioDecodeError, PcmConverter
 from .audio_processor import Busy
+from .inference_slots import Priority
 from .engines.base import EngineError, TranscribeOptions
 from .languages import language_name
 from .openai_api import detected_languages
@@ -319,7 +320,9 @@ class RealtimeSession:
         prefix_padding_ms of the buffer are kept."""
         self._analysed = self._buffered
         unseen, self._unseen = self._unseen, []
+        started = time.perf_counter()
         speech = await asyncio.to_thread(self._speech, unseen)
+        self.context.metrics.analysis_step(time.perf_counter() - started)
         if not speech.segments:
             keep = int(max(self.config.prefix_padding_ms / 1000, 2 * ANALYSIS_STEP_SECONDS) * SAMPLE_RATE)
             if self._buffered > 2 * keep:
@@ -387,7 +390,7 @@ class RealtimeSession:
         metrics.detection_started()
         processing_time = None
         try:
-            result = await processor.transcribe(turn.samples, self.connection_id, options)
+            result = await processor.transcribe(turn.samples, self.connection_id, options, Priority.FINAL)
             if result.identification.probabilities:
                 processing_time = result.identification.processing_time
         except (Busy, EngineError) as exc:

@@ -18,6 +18,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from . import protocol
 from .audio import AudioDecodeError, AudioIncomplete, AudioStream, AudioTooLong
 from .audio_processor import AudioProcessor, Busy
+from .inference_slots import Priority
 from .engines.base import EngineError
 from .metrics import ServerMetrics
 from .protocol import ClientMessage, ConnectionOptions, Identification, ProtocolError
@@ -52,18 +53,20 @@ class Limits:
 class ClientError(Exception):
     """Ends a connection with an error message to the client and a close code.
 
-    `kind` names the error in /metrics; `rejection` marks refusals by a limit or an access rule.
+    `kind` names the error in /metrics; `rejection` marks refusals by a limit or an access rule;
+    `retry_after` (seconds) is the hint sent with a refusal for lack of capacity.
     """
 
     def __init__(
         self, message: str, close_code: int = CLOSE_UNSUPPORTED_DATA, kind: str = "bad_input",
-        rejection: bool = False,
+        rejection: bool = False, retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.close_code = close_code
         self.kind = kind
         self.rejection = rejection
+        self.retry_after = retry_after  # seconds, sent with the error when set
 
 
 async def receive(
@@ -132,6 +135,10 @@ class Session:
         self.options = options
         self.stream = stream
 
+    # Stream and continuous modes' answers are owed to admitted streams (never refused, served first);
+    # once mode's single answer is a new request.
+    final_priority = Priority.REQUEST
+
     async def run(self, first: bytes | ClientMessage | None) -> None:
         raise NotImplementedError
 
@@ -180,19 +187,21 @@ class Session:
         processor, metrics = self.context.audio_processor, self.context.metrics
         if not final and processor.saturated:
             logger.debug("[%s] Busy: partial answer skipped", self.connection_id)
+            metrics.partial_skipped()
             return None
         metrics.detection_started()
         processing_time = None
         try:
             result = await processor.process_audio(
                 samples, self.connection_id, self.options.languages, speech, wait=final,
-                strictness=self.options.strictness,
+                strictness=self.options.strictness, priority=self.final_priority,
             )
             processing_time = result.processing_time if result.probabilities else None
             return result
         except Busy as exc:
             if not final:
                 logger.info("[%s] Busy: partial answer skipped", self.connection_id)
+                metrics.partial_skipped()
                 return None
             raise ClientError(str(exc), CLOSE_TRY_AGAIN_LATER, "busy", True) from None
         except EngineError as exc:
@@ -226,6 +235,8 @@ def too_long(exc: AudioTooLong) -> ClientError:
 class ListeningSession(Session):
     """A session that analyses while audio still arrives (stream and continuous modes): a receive loop
     and an analysis loop run together until the analysis is done or the receiving fails."""
+
+    final_priority = Priority.FINAL
 
     async def run(self, first: bytes | ClientMessage | None) -> None:
         receiver = asyncio.create_task(self._receive_loop(first))

@@ -85,6 +85,7 @@ class StreamSession(ListeningSession):
             if len(samples) >= max_samples:
                 samples, ended_by = samples[:max_samples], ended_by or "max_duration"
             speech = await asyncio.to_thread(self._speech, samples)
+            self.context.metrics.analysis_step(time.perf_counter() - analysed_at)
             ended_by = ended_by or tracker.ending(speech, len(samples))
             logger.debug(
                 "[%s] %.2fs of audio, %.2fs of speech, pause %.2fs: decoded in %.0f ms, VAD %.0f ms%s",

@@ -36,9 +36,12 @@ from .session import (  # noqa: F401 (Limits and the close codes are imported fr
     CLOSE_TRY_AGAIN_LATER, CLOSE_UNSUPPORTED_DATA, ClientError, Limits, SessionContext, receive,
 )
 from .stream_session import StreamSession
+from .stream_capacity import StreamCapacity, StreamsFull, Ticket
 from .streaming import StreamPolicy
 
 logger = logging.getLogger(__name__)
+
+LIVE_MODES = ("stream", "continuous")  # modes admitted at the door as live streams
 
 
 class WebSocketManager:
@@ -54,6 +57,7 @@ class WebSocketManager:
         allowed_origins: list[str] | None = None,
         api_key: str = "",
         once_quiet_seconds: float = 2.0,
+        capacity: StreamCapacity | None = None,
     ) -> None:
         self.audio_processor = audio_processor
         self.metrics = metrics
@@ -65,6 +69,11 @@ class WebSocketManager:
         self.api_key = api_key
         self.once_quiet_seconds = once_quiet_seconds
         self._shutdown = asyncio.Event()
+        # Live streams (stream and continuous modes, Realtime sessions) are admitted at the door.
+        self.capacity = capacity or StreamCapacity(
+            self.limits.max_connections, lambda: audio_processor.finals_waiting,
+            2 * audio_processor.max_concurrent_calls,
+        )
         self._context = SessionContext(audio_processor, metrics, self.limits, self._shutdown, top_k)
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -125,7 +134,7 @@ class WebSocketManager:
             else:
                 self.metrics.error(exc.kind)
             logger.warning("[%s] %s", connection_id, exc.message)
-            await self._close_with_error(websocket, connection_id, exc.message, exc.close_code)
+            await self._close_with_error(websocket, connection_id, exc.message, exc.close_code, exc.retry_after)
         except Exception:
             self.metrics.error("internal")
             logger.exception("[%s] Unexpected error", connection_id)
@@ -141,13 +150,34 @@ class WebSocketManager:
             options = ConnectionOptions().merged(dict(websocket.query_params))
         except ProtocolError as exc:
             raise ClientError(str(exc), kind="bad_message") from None
-        first = await receive(websocket, self.limits, self._shutdown)
-        if isinstance(first, ClientMessage) and first.type == "start":
-            try:
-                options = options.merged(first.body)
-            except ProtocolError as exc:
-                raise ClientError(str(exc), kind="bad_message") from None
-            first = None
+        # A live stream named in the query is admitted (or refused) before anything is read.
+        ticket = self.admit_stream() if options.mode in LIVE_MODES else None
+        try:
+            first = await receive(websocket, self.limits, self._shutdown)
+            if isinstance(first, ClientMessage) and first.type == "start":
+                try:
+                    options = options.merged(first.body)
+                except ProtocolError as exc:
+                    raise ClientError(str(exc), kind="bad_message") from None
+                first = None
+            if options.mode in LIVE_MODES and ticket is None:
+                ticket = self.admit_stream()
+            elif options.mode not in LIVE_MODES and ticket is not None:
+                ticket.release()
+            await self._serve_mode(websocket, connection_id, options, first)
+        finally:
+            if ticket is not None:
+                ticket.release()
+
+    def admit_stream(self) -> Ticket:
+        """A place for a live stream, or ClientError 1013 with a retry hint (see stream_capacity.py)."""
+        try:
+            return self.capacity.admit()
+        except StreamsFull as exc:
+            raise ClientError(exc.message, CLOSE_TRY_AGAIN_LATER, "streams_full", True, exc.retry_after) from None
+
+    async def _serve_mode(self, websocket: WebSocket, connection_id: str, options: ConnectionOptions,
+                          first: bytes | ClientMessage | None) -> None:
         try:
             longest = self.limits.max_call_seconds if options.mode == "continuous" else self.limits.max_audio_seconds
             stream = AudioStream(options.format, options.sample_rate, max_seconds=longest)
@@ -167,11 +197,12 @@ class WebSocketManager:
         with stream:  # its decoder stops with the connection
             await session.run(first)
 
-    async def _close_with_error(self, websocket: WebSocket, connection_id: str, message: str, code: int) -> None:
+    async def _close_with_error(self, websocket: WebSocket, connection_id: str, message: str, code: int,
+                                retry_after: float | None = None) -> None:
         if websocket.client_state != WebSocketState.CONNECTED:
             return
         try:
-            await websocket.send_json(protocol.error(message, connection_id))
+            await websocket.send_json(protocol.error(message, connection_id, retry_after))
             await websocket.close(code)
         except (WebSocketDisconnect, RuntimeError, OSError):
             logger.info("[%s] Client left before the error could be sent", connection_id)

@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     # --- limits (each refusal is an error message, an RFC 6455 close code, and a count in /metrics) ---
     MAX_CONNECTIONS: int = Field(64, ge=1)
     """Open WebSocket connections at once; over it: "try again later" and close 1013."""
+    MAX_STREAMS: int = Field(0, ge=0)
+    """Live streams one replica serves at once (/ws stream and continuous modes, Realtime transcription
+    sessions). A stream asking to start beyond it, or while more answers owed to admitted streams wait for
+    the engine than twice MAX_CONCURRENT_CALLS, is refused at once with close 1013 and `retry_after`;
+    admitted streams are never refused mid-stream. 0: STREAMS_PER_CORE per CPU core."""
+    STREAMS_PER_CORE: int = Field(15, ge=1)
+    """MAX_STREAMS when it is 0, per CPU core (README, "Capacity": measured on 2 cores)."""
+    STREAM_RETRY_AFTER_SECONDS: float = Field(5.0, gt=0)
+    """The `retry_after` hint sent with a refusal for lack of capacity."""
     MAX_BYTES_PER_CONNECTION: int = Field(10 * 1024 * 1024, ge=1)
     """Audio bytes one connection may send (close 1009 above)."""
     MAX_CALL_SECONDS: float = Field(4 * 3600.0, gt=0)
@@ -249,6 +258,11 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    @property
+    def max_streams(self) -> int:
+        """MAX_STREAMS, or STREAMS_PER_CORE per CPU core when it is 0."""
+        return self.MAX_STREAMS or self.STREAMS_PER_CORE * (os.cpu_count() or 1)
 
     @property
     def cors_origins(self) -> list[str]:
