@@ -173,8 +173,8 @@ class ContinuousSession(ListeningSession):
                 # The next utterance starts after this one's last speech (its pause leads it in).
                 offset += speech.segments[-1][1] if ending == "end_of_speech" else len(tail)
                 tracker, last = StreamTracker(policy), None
-            elif tracker.due(speech.seconds, pause_seconds(speech, len(tail))):
-                partial = await self.identify(tail, speech, final=False)
+            elif tracker.due(speech.seconds, pause := pause_seconds(speech, len(tail))):
+                partial = await self.identify(tail, speech, final=False, likely_final=pause > 0)
                 if partial is not None:  # None: busy, this partial answer is skipped rather than queued
                     last = partial
                     tracker.update(partial, speech.seconds)

@@ -181,11 +181,15 @@ class Session:
             raise ClientError(str(exc), kind="bad_audio") from None
         return samples
 
-    async def identify(self, samples: np.ndarray, speech: Any = None, *, final: bool) -> Identification | None:
+    async def identify(self, samples: np.ndarray, speech: Any = None, *, final: bool,
+                       likely_final: bool = False) -> Identification | None:
         """Run a detection; None for a partial one skipped because every inference slot is taken (partials
-        never queue: the final answers waiting behind them would be late)."""
+        never queue: the final answers waiting behind them would be late). A partial that is `likely_final`
+        (the speaker has paused: unless they go on, it is the answer the end of speech will give) waits
+        for a slot as a final does, so that the final answer is ready when the pause is long enough."""
         processor, metrics = self.context.audio_processor, self.context.metrics
-        if not final and processor.saturated:
+        wait = final or likely_final
+        if not wait and processor.saturated:
             logger.debug("[%s] Busy: partial answer skipped", self.connection_id)
             metrics.partial_skipped()
             return None
@@ -193,13 +197,13 @@ class Session:
         processing_time = None
         try:
             result = await processor.process_audio(
-                samples, self.connection_id, self.options.languages, speech, wait=final,
+                samples, self.connection_id, self.options.languages, speech, wait=wait,
                 strictness=self.options.strictness, priority=self.final_priority,
             )
             processing_time = result.processing_time if result.probabilities else None
             return result
         except Busy as exc:
-            if not final:
+            if not wait:
                 logger.info("[%s] Busy: partial answer skipped", self.connection_id)
                 metrics.partial_skipped()
                 return None

@@ -103,9 +103,10 @@ class StreamSession(ListeningSession):
                 result = replace(result, reason=reason, confident=confident, audio_duration=len(samples) / SAMPLE_RATE)
                 await self._finish(result, ended_by, asked_at)
                 return
-            if not tracker.due(speech.seconds, pause_seconds(speech, len(samples))):
+            pause = pause_seconds(speech, len(samples))
+            if not tracker.due(speech.seconds, pause):
                 continue
-            partial = await self.identify(samples, speech, final=False)
+            partial = await self.identify(samples, speech, final=False, likely_final=pause > 0)
             if partial is None:  # busy: skip this partial answer rather than queue it
                 continue
             last = partial
