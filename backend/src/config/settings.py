@@ -104,8 +104,13 @@ class Settings(BaseSettings):
     """Directory where the bundled model's parts are joined and verified on first use."""
     WHISPER_COMPUTE_TYPE: str = "int8"
     """CTranslate2 compute type for the local model (int8, int8_float32, float32, ...)."""
+    WHISPER_WORKERS: int = Field(0, ge=0)
+    """Inferences of the local model that run side by side (CTranslate2's inter_threads); 0: one per core.
+    On 2 cores, 2 workers of 1 thread each did 1.27-1.31x the detections per second of 1 worker of 2
+    threads with 4-8 callers (scripts/benchmark_engine.py)."""
     WHISPER_CPU_THREADS: int = Field(0, ge=0)
-    """CPU threads for one inference of the local model; 0 means one per core."""
+    """CPU threads for one inference of the local model (intra_threads); 0: the cores shared among the
+    WHISPER_WORKERS."""
     DETECTION_WINDOW_SECONDS: float = Field(8.0, ge=1.0, le=30.0)
     """The local engine runs Whisper's encoder on a window of at least this many seconds (the speech
     padded up to it, rounded up to whole seconds) instead of the stock 30 s: much faster, and 8 s keeps
@@ -114,9 +119,10 @@ class Settings(BaseSettings):
     """A detection looks at no more than the first this-many seconds of the speech, so that it costs about
     the same whatever the clip's length (a 30 s window costs ~4x an 8 s one; beyond 12 s, top-1 did not
     improve on either evaluation set). Raised to DETECTION_WINDOW_SECONDS if lower."""
-    BATCH_MAX_SIZE: int = Field(2, ge=1, le=16)
-    """Detections of several connections waiting at once go through the encoder together, up to this
-    many (on 2 cores a batch of 2 is ~12 % cheaper per detection; larger batches were slower)."""
+    BATCH_MAX_SIZE: int = Field(1, ge=1, le=16)
+    """Detections of several connections waiting at once go through one worker's encoder together, up to
+    this many. With one worker on 2 cores a batch of 2 cost ~15 % less CPU per detection; two workers of
+    batches of 1 did more detections per second still (scripts/benchmark_engine.py)."""
     OPENAI_API_KEY: str = ""
     """API key for ENGINE=openai (required there)."""
     OPENAI_BASE_URL: str = ""
@@ -220,8 +226,10 @@ class Settings(BaseSettings):
 
     MAX_CONCURRENT_CALLS: int = Field(3, ge=1)
     """Inferences allowed to run at the same time (the AudioProcessor's semaphore)."""
-    GC_AFTER_PROCESSING: bool = True
-    """Run the garbage collector after each inference, as the original design did (costs ~ms)."""
+    GC_AFTER_PROCESSING: bool = False
+    """Run the garbage collector after each inference, as the original design did. Off: over 400
+    detections RSS grew the same with it and without it (+21 and +25 MiB), and a last collect freed
+    nothing (scripts/benchmark_engine.py); it cost time per detection."""
 
     def stream_policy(self) -> "StreamPolicy":
         from ..streaming import StreamPolicy

@@ -28,6 +28,7 @@ def create_engine(settings: Settings) -> Engine:
         window_seconds=settings.DETECTION_WINDOW_SECONDS,
         max_seconds=settings.DETECTION_MAX_SECONDS,
         max_batch=settings.BATCH_MAX_SIZE,
+        workers=settings.WHISPER_WORKERS,
     )
 
 

@@ -49,12 +49,18 @@ class LocalWhisperEngine:
         cpu_threads: int = 0,
         window_seconds: float = 8.0,
         max_seconds: float = 12.0,
-        max_batch: int = 2,
+        max_batch: int = 1,
+        workers: int = 0,
     ) -> None:
         self.model_path = model_path
         self.cache_dir = cache_dir
         self.compute_type = compute_type
-        self.cpu_threads = cpu_threads or (os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+        # Inferences run side by side (CTranslate2's inter_threads), each on a share of the cores
+        # (intra_threads): on 2 cores, 2 workers of 1 thread did 1.27-1.31x the detections per second of
+        # 1 worker of 2 threads under load (scripts/benchmark_engine.py).
+        self.workers = workers or cores
+        self.cpu_threads = cpu_threads or max(1, cores // self.workers)
         self.window_seconds = window_seconds
         self.max_seconds = min(float(_MAX_SECONDS), max(max_seconds, window_seconds))
         label = os.path.basename(os.path.normpath(model_path)) if model_path else MODEL_NAME
@@ -68,12 +74,14 @@ class LocalWhisperEngine:
         path = self.model_path or str(ensure_model(self.cache_dir))
         self.loaded_path = path
         self._model = WhisperModel(
-            path, device="cpu", compute_type=self.compute_type, cpu_threads=self.cpu_threads
+            path, device="cpu", compute_type=self.compute_type, cpu_threads=self.cpu_threads,
+            num_workers=self.workers,
         )
         if not self._model.model.is_multilingual:
             raise EngineError(f"the model in {path} is English-only: language identification needs a multilingual one")
-        self._batcher = _Batcher(self._detect_batch, self.max_batch)
-        logger.info("Loaded %s (%s, %d threads)", path, self.compute_type, self.cpu_threads)
+        self._batcher = _Batcher(self._detect_batch, self.max_batch, self.workers)
+        logger.info("Loaded %s (%s, %d worker(s) of %d thread(s))", path, self.compute_type, self.workers,
+                    self.cpu_threads)
 
     def close(self) -> None:
         if self._batcher is not None:
@@ -179,16 +187,19 @@ class _Job:
 
 
 class _Batcher:
-    """Runs detections on one worker thread; detections waiting together (several connections under
-    load) go through the encoder as one batch, up to `max_batch` of the same window length. Measured on
-    2 cores: a batch of 2 costs ~12 % less per detection than 2 single calls; larger batches cost more."""
+    """Runs detections on `workers` threads (one per CTranslate2 worker); detections waiting together
+    (several connections under load) go through the encoder as one batch, up to `max_batch` of the same
+    window length. Measured on 2 cores (scripts/benchmark_engine.py), with one worker a batch of 2 costs
+    ~15 % less CPU per detection; two workers of one batch each did more detections per second still."""
 
-    def __init__(self, run_batch, max_batch: int) -> None:
+    def __init__(self, run_batch, max_batch: int, workers: int = 1) -> None:
         self._run_batch = run_batch
         self._max_batch = max(1, max_batch)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._work, name="whisper-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._work, name=f"whisper-worker-{index}", daemon=True)
+                         for index in range(max(1, workers))]
+        for thread in self._threads:
+            thread.start()
 
     def run(self, features: np.ndarray) -> list[tuple[str, float]]:
         job = _Job(features)
@@ -200,29 +211,29 @@ class _Batcher:
         return job.result
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=30)
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     def _work(self) -> None:
-        waiting: list[_Job] = []
         while True:
-            if not waiting:
-                job = self._queue.get()
-                if job is None:
-                    return
-                waiting.append(job)
-            while len(waiting) < 4 * self._max_batch:  # everything queued meanwhile joins the batch
+            job = self._queue.get()
+            if job is None:
+                return
+            # Jobs queued meanwhile with the same window join the batch; others go back for any worker.
+            batch, others = [job], []
+            while len(batch) < self._max_batch:
                 try:
-                    job = self._queue.get_nowait()
+                    queued = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if job is None:
+                if queued is None:
                     self._queue.put(None)
                     break
-                waiting.append(job)
-            shape = waiting[0].features.shape
-            batch = [job for job in waiting if job.features.shape == shape][: self._max_batch]
-            waiting = [job for job in waiting if all(job is not taken for taken in batch)]
+                (batch if queued.features.shape == job.features.shape else others).append(queued)
+            for other in others:
+                self._queue.put(other)
             try:
                 results = self._run_batch([job.features for job in batch])
                 for job, result in zip(batch, results):
