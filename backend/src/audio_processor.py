@@ -200,15 +200,14 @@ class AudioProcessor:
                    priority: Priority = Priority.REQUEST) -> T:
         """Run `work(*args)` in a worker thread once an inference slot is free (at most
         `max_concurrent_calls` at a time). When none is, callers wait: the answers admitted streams are
-        owed (Priority.FINAL) before new requests, each in the order they came. A FINAL is never refused
-        (streams are refused at the door instead: stream_capacity.py); a REQUEST raises Busy when
-        `max_queued` calls are waiting already. With `wait` False (a partial answer) Busy comes at once
+        owed (Priority.FINAL), then new requests, each in the order they came. Only a REQUEST is refused, with Busy when `max_queued` calls are waiting already
+        (streams are refused at the door instead: stream_capacity.py). With `wait` False (a partial answer) Busy comes at once
         when no slot is free or anyone waits for one."""
         if not wait:
             if not self._slots.try_take():
                 raise Busy("no inference slot free for a partial answer")
         else:
-            if (priority != Priority.FINAL and self._slots.saturated and self.max_queued is not None
+            if (priority == Priority.REQUEST and self._slots.saturated and self.max_queued is not None
                     and self.queue_depth >= self.max_queued):
                 raise Busy(f"the server is busy ({self.queue_depth} detections waiting): try again later")
             self._queue_changed(+1)

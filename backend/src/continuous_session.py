@@ -108,6 +108,12 @@ class ContinuousSession(ListeningSession):
             return False
         except AudioDecodeError as exc:
             raise ClientError(str(exc), kind="bad_audio") from None
+        if self.stream.mode == "whole":  # its cost and memory would grow with the call
+            raise ClientError(
+                "continuous mode needs audio that can be decoded as it arrives (webm, ogg, wav, mp3, flac, an "
+                "mp4 whose index comes first, or raw PCM): this stream can only be decoded whole",
+                kind="bad_audio",
+            )
         self._wake.set()
         return True
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from audio_tools import encode, join_clips
+from audio_tools import clip, encode, join_clips
 from conftest import exchange, stream_exchange
 
 # Clips the model names confidently (p >= 0.99 on the whole clip), three languages; pauses long enough
@@ -141,3 +141,13 @@ def test_a_flood_of_bytes_ends_with_1009(make_server):
     assert result.last["status"] == "error" and "16000 bytes per second of audio" in result.last["message"]
     # The rule allows burst + rate x seconds: 64000 + 16000 t bytes, and 32000 t arrive: it ends near 4 s.
     assert srv.metrics()["rejections"].get("too_large") == 1
+
+
+def test_a_call_in_a_file_only_decodable_whole_is_refused(server):
+    """An mp4 whose index comes last can only be decoded whole, at a cost that grows with the call."""
+    audio = encode(clip("es_cv_5.mp3").samples(), "mp4-file")
+    result = exchange(server.ws + "?mode=continuous", audio, frame_size=len(audio))
+    assert result.close_code == 1003 and result.last["status"] == "error", result.messages
+    assert "decoded as it arrives" in result.last["message"]
+    # The same file in stream mode (a few seconds, bounded) is still answered.
+    assert exchange(server.ws + "?mode=stream", audio, frame_size=len(audio)).last["status"] == "success"
