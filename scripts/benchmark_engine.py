@@ -14,12 +14,10 @@ clips with less than MIN_SPEECH_SECONDS of speech are left out, as the server an
 
 1. Thread split and batching. CTranslate2 runs a model on `inter_threads` workers (faster-whisper's
    `num_workers`), each using `intra_threads` cores for one call (`cpu_threads`). Configurations:
-   - workers=1, cpu_threads=2 and workers=1, cpu_threads=1, each with max_batch 1, 2 and 4: the product's
-     own engine (`create_engine` on the settings, WHISPER_CPU_THREADS and BATCH_MAX_SIZE replaced), its
-     one `_Batcher` thread batching same-length windows;
-   - workers=2, cpu_threads=1: the product's engine class with `WhisperModel(num_workers=2)` and, instead
-     of its one batcher thread, two worker threads on one queue (`TwoWorkers` below, this script's only),
-     so that two detections reach CTranslate2's two workers at once; no batching.
+   - workers=1, cpu_threads=2 and workers=1, cpu_threads=1, each with max_batch 1, 2 and 4, and workers=2,
+     cpu_threads=1 with max_batch 1 and 2: the product's own engine (`create_engine` on the settings,
+     WHISPER_WORKERS, WHISPER_CPU_THREADS and BATCH_MAX_SIZE replaced), one `_Batcher` thread per worker
+     batching same-length windows (the server's default on 2 cores: 2 workers, 1 thread, batches of 1).
    The product's detect() is what every requester calls: features (an 8-12 s log-mel window) in the caller's
    thread, then the engine's worker. The engine subclass here only counts the batches it runs.
    Offered load: K requester threads (K = 1, 2, 4, 8) start together and each runs `--detections / K`
@@ -55,7 +53,6 @@ import gc
 import json
 import math
 import os
-import queue
 import random
 import statistics
 import subprocess
@@ -148,68 +145,6 @@ def counting_engine_class():
     return CountingEngine
 
 
-class TwoWorkers:
-    """In place of the product's `_Batcher` (one thread): `workers` threads on one queue, each running one
-    detection at a time, so that as many reach CTranslate2's workers (WhisperModel num_workers) at once."""
-
-    def __init__(self, run_batch, workers: int) -> None:
-        self._run_batch = run_batch
-        self._queue: queue.Queue = queue.Queue()
-        self._threads = [threading.Thread(target=self._work, name=f"bench-worker-{i}", daemon=True)
-                         for i in range(workers)]
-        for thread in self._threads:
-            thread.start()
-
-    def run(self, features: np.ndarray):
-        done = threading.Event()
-        box: dict = {}
-        self._queue.put((features, done, box))
-        done.wait()
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
-
-    def close(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            features, done, box = item
-            try:
-                box["result"] = self._run_batch([features])[0]
-            except BaseException as exc:  # handed to the caller
-                box["error"] = exc
-            done.set()
-
-
-def two_worker_engine_class():
-    from faster_whisper import WhisperModel
-
-    from src.engines.model_files import ensure_model
-
-    base = counting_engine_class()
-
-    class TwoWorkerEngine(base):
-        """The product's engine on WhisperModel(num_workers=2), fed by TwoWorkers (this script only)."""
-
-        workers = 2
-
-        def load(self) -> None:  # the product's load(), with num_workers and TwoWorkers
-            path = self.model_path or str(ensure_model(self.cache_dir))
-            self.loaded_path = path
-            self._model = WhisperModel(path, device="cpu", compute_type=self.compute_type,
-                                       cpu_threads=self.cpu_threads, num_workers=self.workers)
-            self._batcher = TwoWorkers(self._detect_batch, self.workers)
-
-    return TwoWorkerEngine
-
-
 @dataclass
 class Config:
     workers: int
@@ -223,19 +158,21 @@ class Config:
 
     @property
     def is_default(self) -> bool:
-        return (self.workers, self.threads, self.batch) == (1, 2, 2)
+        """The server's default on 2 cores (WHISPER_WORKERS and WHISPER_CPU_THREADS 0, BATCH_MAX_SIZE 1)."""
+        return (self.workers, self.threads, self.batch) == (2, 1, 1)
 
 
 def make_configs(settings) -> list[Config]:
     from src.engines import create_engine
 
     counting = counting_engine_class()
-    two = two_worker_engine_class()
-    configs = [Config(1, threads, batch) for threads in (2, 1) for batch in (1, 2, 4)] + [Config(2, 1, 1)]
+    configs = ([Config(1, threads, batch) for threads in (2, 1) for batch in (1, 2, 4)]
+               + [Config(2, 1, batch) for batch in (1, 2)])
     for config in configs:
         product = create_engine(settings.model_copy(update={
-            "WHISPER_CPU_THREADS": config.threads, "BATCH_MAX_SIZE": config.batch}))
-        config.engine = (counting if config.workers == 1 else two).like(product)
+            "WHISPER_WORKERS": config.workers, "WHISPER_CPU_THREADS": config.threads,
+            "BATCH_MAX_SIZE": config.batch}))
+        config.engine = counting.like(product)
         config.engine.load()
     return configs
 
@@ -539,7 +476,7 @@ def main() -> int:
           f"speech median {med([len(c.audio) / SAMPLE_RATE for c in cuts]):.1f} s; windows: {100 * share8:.0f} % 8 s, "
           f"the rest 9-12 s; {len(cell_passes)} passes x {detections} detections per cell; medians over the passes)\n")
     print("w = CTranslate2 workers (num_workers, inter_threads), t = cpu_threads (intra_threads), b = max_batch; "
-          "K = concurrent requester threads; w1 t2 b2 is the product default.\n")
+          "K = concurrent requester threads; w2 t1 b1 is the server's default on 2 cores.\n")
     print(table(
         ["config", "K", "det/s", "det/s range", "p50", "p95", "CPU s/det", "of which BLAS", "mean batch"],
         [[row["config"] + (" (default)" if row["default"] else ""), row["k"], f"{row['per_second']:.2f}",

@@ -18,7 +18,6 @@ one buffer each time it is asked for (bounded by the same limit), as are bytes i
 
 from __future__ import annotations
 
-import gc
 import io
 import logging
 import threading
@@ -213,8 +212,10 @@ def _decode_bytes(data: bytes, *, final: bool, limit: int | None) -> _Samples:
                 "(expected webm/opus, mp4, ogg, wav, mp3 or flac)"
             ) from None
         raise AudioDecodeError(f"could not decode {container} audio: {_reason(exc)}") from None
-    finally:
-        gc.collect()  # FFmpeg resampler objects are freed only by the collector (faster-whisper #390)
+    # No gc.collect() here (faster-whisper runs one after each decode for its issue #390, resampler objects
+    # freed only by the collector): with PyAV 18, 528 decodes without it held RSS flat, and in the server
+    # the collect of its large heap was ~70 ms of every POST /detect, more than half its time besides the
+    # engine's (scripts/benchmark_detect.py).
     if out.size == 0:
         if container is not None and not final:
             raise AudioIncomplete(f"incomplete {container} stream: no audio frames yet")

@@ -116,7 +116,7 @@ def encode_chunks(samples: np.ndarray, chunk_seconds: float = 0.25, sample_rate:
     Opus packet) let each piece hold the audio up to its end but ~70 ms, as a browser's recorder does."""
     out = io.BytesIO()
     bounds = []
-    options = {"cluster_time_limit": "20", "flush_packets": "1"}
+    options = {"cluster_time_limit": "20", "flush_packets": "1", "live": "1"}  # live: no index (cues) at the end
     with av.open(out, mode="w", format="webm", options=options) as container:
         stream = container.add_stream("libopus", rate=48000, layout="mono")
         resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=48000)
