@@ -6,7 +6,7 @@
 //
 // All of LangShazam's browser protocol is here (README, "WebSocket protocol"): the recorder type, 250 ms
 // chunks, the options in the query string, partial / segment / final messages, one retry on a busy server
-// (close 1013), close codes and HTTP statuses mapped to LangShazamError codes. Types: langshazam.d.ts.
+// (close 1013; after the server's retry_after when it sends one, at most 5 s), close codes and HTTP statuses mapped to LangShazamError codes. Types: langshazam.d.ts.
 
 /** What a LangShazamError is about; each message says what to do. */
 export const ERROR_CODES = Object.freeze([
@@ -34,6 +34,7 @@ export class LangShazamError extends Error {
 export const RECORDER_TYPES = Object.freeze(["audio/webm;codecs=opus", "audio/webm", "audio/mp4", "audio/ogg;codecs=opus"]);
 const CHUNK_MS = 250;
 const RETRY_DELAY_MS = 1000;
+const MAX_RETRY_DELAY_MS = 5000;
 const CLOSE = { goingAway: 1001, unsupported: 1003, policy: 1008, tooBig: 1009, internal: 1011, tryAgain: 1013 };
 
 /** The first recorder type this browser records ("" when none is known: the browser's default). */
@@ -291,7 +292,10 @@ class Listening {
     if (message.status === "partial") onPartial?.(message.data);
     else if (message.status === "segment") onSegment?.(message.data);
     else if (message.status === "success") this.end(null, message.data);
-    else if (message.status === "error") conn.said = message.message; // the close code follows
+    else if (message.status === "error") {
+      conn.said = message.message; // the close code follows
+      conn.retryAfter = message.retry_after; // seconds, when the server is full
+    }
   }
 
   closed(conn, code) {
@@ -299,7 +303,9 @@ class Listening {
     if (code === CLOSE.tryAgain && !this.retried && !this.stopping) {
       this.retried = true;
       stopRecorder(conn);
-      this.retryTimer = setTimeout(() => this.done || this.connect(), RETRY_DELAY_MS);
+      // The server's hint when it sent one (a full replica), at most MAX_RETRY_DELAY_MS.
+      const delay = conn.retryAfter > 0 ? Math.min(1000 * conn.retryAfter, MAX_RETRY_DELAY_MS) : RETRY_DELAY_MS;
+      this.retryTimer = setTimeout(() => this.done || this.connect(), delay);
       return;
     }
     this.end(closeError(code, conn.said, { opened: conn.opened, url: this.url, apiKey: this.options.apiKey, retried: this.retried }));
