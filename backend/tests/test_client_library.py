@@ -4,7 +4,7 @@ example, the React example (built with esbuild from npm), a test page driving th
 MediaStreams, and the /ui page's wording; its TypeScript declaration checked against both examples.
 
 One Chromium and two servers for the whole module: `lib_server` lists the pages' origin in CORS_ORIGINS;
-`guarded` also has an API key and takes one connection at a time (the error cases)."""
+`guarded` also has an API key and takes one live stream at a time (the error cases)."""
 
 from __future__ import annotations
 
@@ -184,9 +184,11 @@ def pages(tmp_path_factory):
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory, model_cache, pages):
     """(lib_server, guarded): both list the pages' `listed` origin in CORS_ORIGINS; `guarded` has an
-    API key and takes one connection at a time."""
+    API key and takes one live stream at a time (refused with retry_after RETRY_AFTER)."""
     tmp = tmp_path_factory.mktemp("client-servers")
-    guarded = start_server(tmp, model_cache, {"CORS_ORIGINS": pages.listed, "API_KEY": KEY, "MAX_CONNECTIONS": "1"}, wait=False)
+    guarded = start_server(tmp, model_cache, {"CORS_ORIGINS": pages.listed, "API_KEY": KEY, "MAX_CONNECTIONS": "2",
+                                              "MAX_STREAMS": "1", "STREAM_RETRY_AFTER_SECONDS": str(RETRY_AFTER)},
+                           wait=False)
     try:
         lib_server = start_server(tmp, model_cache, {"CORS_ORIGINS": pages.listed})
         wait_ready(guarded)
@@ -211,6 +213,9 @@ def driver(tmp_path_factory):
 def open_harness(driver, origin: str, module: str) -> None:
     driver.get(f"{origin}/harness.html?module={module}")
     wait_until(driver, "window.harnessReady", 15, "the test page")
+
+
+RETRY_AFTER = 2.5  # seconds: the guarded server's hint, longer than the library's own 1 s retry delay
 
 
 def run(driver, options: dict, timeout: float = TIMEOUT, **extra) -> dict:
@@ -322,15 +327,18 @@ def test_typed_errors(servers, pages, driver):
     assert unreachable["code"] == "network" and "Cannot reach" in unreachable["message"], unreachable
 
     auth = {"Authorization": f"Bearer {KEY}"}
-    with connect(guarded.ws, additional_headers=auth):  # the one connection the server takes
+    with connect(guarded.ws + "?mode=stream", additional_headers=auth):  # the one live stream the server takes
         deadline = time.monotonic() + 10
-        while guarded.get("/metrics", headers=auth).json()["active_connections"] < 1:
-            assert time.monotonic() < deadline, "the held connection was not counted"
+        while guarded.get("/metrics", headers=auth).json()["live_streams"] < 1:
+            assert time.monotonic() < deadline, "the held stream was not counted"
             time.sleep(0.05)
+        started = time.monotonic()
         busy = run(driver, {"url": guarded.http, "apiKey": KEY}, timeout=15)["error"]
+        took = time.monotonic() - started
     assert busy["typed"] and busy["code"] == "busy" and busy["closeCode"] == 1013, busy
     rejections = guarded.get("/metrics", headers=auth).json()["rejections"]
-    assert rejections.get("too_many_connections") == 2, f"not one retry, then busy: {rejections}"
+    assert rejections.get("streams_full") == 2, f"not one retry, then busy: {rejections}"
+    assert took >= RETRY_AFTER, f"the retry did not wait for the server's retry_after: {took:.2f} s"
 
     # A page on an origin the server does not list (its own copy of the module: the server's copy
     # would not load there either, being refused by CORS).

@@ -95,7 +95,11 @@ def ensure_model(cache_dir: str | os.PathLike[str]) -> Path:
             if _is_ready(target):
                 return target
             shutil.rmtree(target)
-        os.replace(work, target)
+        try:
+            os.replace(work, target)
+        except OSError:
+            if not _is_ready(target):  # else another process put its copy there first: use it
+                raise
     except OSError as exc:
         raise ModelFilesError(f"could not assemble the model in {target.parent}: {exc}") from exc
     finally:
