@@ -200,9 +200,10 @@ class AudioProcessor:
                    priority: Priority = Priority.REQUEST) -> T:
         """Run `work(*args)` in a worker thread once an inference slot is free (at most
         `max_concurrent_calls` at a time). When none is, callers wait: the answers admitted streams are
-        owed (Priority.FINAL), then new requests, each in the order they came. Only a REQUEST is refused, with Busy when `max_queued` calls are waiting already
-        (streams are refused at the door instead: stream_capacity.py). With `wait` False (a partial answer) Busy comes at once
-        when no slot is free or anyone waits for one."""
+        owed (Priority.FINAL), then new requests, each in the order they came. Only a REQUEST is refused,
+        with Busy when `max_queued` calls are waiting already (streams are refused at the door instead:
+        stream_capacity.py). With `wait` False (a partial answer) Busy comes at once when no slot is free
+        or anyone waits for one."""
         if not wait:
             if not self._slots.try_take():
                 raise Busy("no inference slot free for a partial answer")

@@ -17,7 +17,6 @@ class Priority(IntEnum):
 
 class Slots:
     def __init__(self, count: int) -> None:
-        self.count = count
         self.free = count
         self._waiting: list[tuple[int, int, asyncio.Future]] = []
         self._order = itertools.count()

@@ -98,10 +98,8 @@ def create_app(settings: Settings) -> FastAPI:
         allowed_origins=settings.cors_origins,
         api_key=settings.API_KEY,
         once_quiet_seconds=settings.ONCE_QUIET_SECONDS,
-        capacity=StreamCapacity(
-            settings.max_streams, lambda: audio_processor.finals_waiting, 2 * settings.MAX_CONCURRENT_CALLS,
-            settings.STREAM_RETRY_AFTER_SECONDS, on_change=metrics.streams_changed,
-        ),
+        capacity=StreamCapacity(settings.max_streams, audio_processor, settings.STREAM_RETRY_AFTER_SECONDS,
+                                on_change=metrics.streams_changed),
     )
 
     readiness = Readiness()

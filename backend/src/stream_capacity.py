@@ -3,13 +3,16 @@
 A stream admitted is owed its answers: they are never refused mid-stream, and they go before new requests
 for an inference slot (inference_slots.Priority.FINAL). Overload is refused here instead, when a stream
 asks to start: one replica serves at most `max_streams` at once (MAX_STREAMS), and none while the answers
-it owes are behind (more of them waiting for the engine than `behind_after`). The refusal is close 1013
-with `retry_after` seconds, at once, so a client or a proxy can go to another replica.
+it owes are behind (more of them waiting for the engine than twice MAX_CONCURRENT_CALLS). The refusal is
+close 1013 with `retry_after` seconds, at once, so a client or a proxy can go to another replica.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .audio_processor import AudioProcessor
 
 
 class StreamsFull(Exception):
@@ -40,13 +43,14 @@ class Ticket:
 
 
 class StreamCapacity:
-    def __init__(self, max_streams: int, finals_waiting: Callable[[], int], behind_after: int,
-                 retry_after: float = 5.0, on_change: Callable[[int], None] | None = None) -> None:
+    def __init__(self, max_streams: int, processor: "AudioProcessor", retry_after: float = 5.0,
+                 on_change: Callable[[int], None] | None = None) -> None:
         self.max_streams = max_streams
-        self.behind_after = behind_after
+        self.processor = processor
+        # Behind: more answers owed wait for the engine than two rounds of its inference slots.
+        self.behind_after = 2 * processor.max_concurrent_calls
         self.retry_after = retry_after
         self.live = 0
-        self._finals_waiting = finals_waiting
         self._on_change = on_change
 
     def admit(self) -> Ticket:
@@ -54,7 +58,7 @@ class StreamCapacity:
         hint = f"try again in {self.retry_after:g} s"
         if self.live >= self.max_streams:
             raise StreamsFull(f"the server is serving {self.live} live streams, its limit: {hint}", self.retry_after)
-        waiting = self._finals_waiting()
+        waiting = self.processor.finals_waiting
         if waiting > self.behind_after:
             raise StreamsFull(f"the server is behind ({waiting} answers waiting for the engine): {hint}",
                               self.retry_after)

@@ -70,10 +70,7 @@ class WebSocketManager:
         self.once_quiet_seconds = once_quiet_seconds
         self._shutdown = asyncio.Event()
         # Live streams (stream and continuous modes, Realtime sessions) are admitted at the door.
-        self.capacity = capacity or StreamCapacity(
-            self.limits.max_connections, lambda: audio_processor.finals_waiting,
-            2 * audio_processor.max_concurrent_calls,
-        )
+        self.capacity = capacity or StreamCapacity(self.limits.max_connections, audio_processor)
         self._context = SessionContext(audio_processor, metrics, self.limits, self._shutdown, top_k)
 
     # --- lifecycle ------------------------------------------------------------------------------------
