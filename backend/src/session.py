@@ -192,7 +192,6 @@ class Session:
         p95 1.35-1.42 s against 0.85 s: scripts/capacity.py.)"""
         processor, metrics = self.context.audio_processor, self.context.metrics
         wait = final or likely_final
-        priority = self.final_priority
         if not wait and processor.saturated:
             logger.debug("[%s] Busy: partial answer skipped", self.connection_id)
             metrics.partial_skipped()
@@ -202,7 +201,7 @@ class Session:
         try:
             result = await processor.process_audio(
                 samples, self.connection_id, self.options.languages, speech, wait=wait,
-                strictness=self.options.strictness, priority=priority,
+                strictness=self.options.strictness, priority=self.final_priority,
             )
             processing_time = result.processing_time if result.probabilities else None
             return result
