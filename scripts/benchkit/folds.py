@@ -95,6 +95,20 @@ def _confident_share(judged: list[Judged]) -> tuple[int, int, int]:
     return len(speech), len(sure), sum(j.right for j in sure)
 
 
+def _ceiling(speech: list[dict], rule, coverage: float) -> dict | None:
+    """The threshold (on a 0.005 grid) that gives these clips the most sets at coverage >= `coverage`."""
+    from dataclasses import replace
+
+    best = None
+    for step in range(0, 201):
+        trial = replace(rule, likely_threshold=step / 200)
+        with_set = [j for j in (Judged(r, trial) for r in speech) if j.likely]
+        held = sum(any(c in truth(j.row) for c in j.likely) for j in with_set)
+        if with_set and held >= coverage * len(with_set) and (best is None or len(with_set) > best["with_set"]):
+            best = {"threshold": step / 200, "with_set": len(with_set), "held": held}
+    return best
+
+
 def report(rows: list[dict], rule, coverage: float, most: int) -> tuple[list[str], dict]:
     """Markdown lines and the figures, for one backend's rows."""
     from dataclasses import replace
@@ -128,6 +142,19 @@ def report(rows: list[dict], rule, coverage: float, most: int) -> tuple[list[str
             "Coverage: the spoken language in the set, where the set is not empty.", "",
             table(["fold", "threshold", "kind", "clips", "coverage", "with a set", "mean size",
                    "confident right", "confident share"], fold_rows)]
+
+    # --- the ceiling: the best any threshold does on a set, chosen on that set itself ----------------------
+    ceiling_rows = []
+    for held in [*sets, "all"]:
+        speech = [r for r in rows if (held == "all" or r["set"] == held) and r["kind"] in CALIBRATION_KINDS]
+        best = _ceiling(speech, rule, coverage)
+        figures.setdefault("ceiling", {})[held] = best
+        ceiling_rows.append([held, len(speech), f"{best['threshold']:.3f}" if best else "none",
+                             pct(best["with_set"], len(speech)) if best else "—",
+                             pct(best["held"], best["with_set"]) if best else "—"])
+    out += ["", f"The most a threshold can give, chosen on the very clips it is scored on (no guarantee; an upper "
+            f"bound for any threshold chosen elsewhere): the largest share with a set whose coverage is still "
+            f"≥ {coverage:.0%}.", "", table(["set", "speech clips", "threshold", "with a set", "coverage"], ceiling_rows)]
 
     # --- the defaults: calibrated on all three -----------------------------------------------------------
     everything = [Judged(r, rule) for r in rows]
