@@ -79,7 +79,8 @@ def test_likely_set_rules():
 
 def test_likely_on_real_answers(server):
     """A confident clip: [its language]; a close-language clip (Welsh heard as Latin or Welsh): 2-3 or [];
-    a spread answer: [] and uncertain, also when its top passed UNCERTAIN_BELOW; no speech: []. Each recomputed from the answer's own probabilities."""
+    a spread answer: [] and uncertain, also when its top passed UNCERTAIN_BELOW; no speech: []. Each
+    recomputed from the answer's own probabilities."""
     rule = server.rule()
     seen = {}
     for file in ("es_cv_5.mp3", "cy_cv_3.mp3", "ta_cv_3.mp3", "ca_cv_1.mp3"):
