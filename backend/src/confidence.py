@@ -9,9 +9,8 @@ the command line, the page).
    applying it over all languages first and restricting afterwards: one temperature serves both.
 2. **Verdict** on the calibrated probabilities:
    - *confident*: top >= `FINAL_PROBABILITY` and top - runner-up >= `FINAL_MARGIN`;
-   - *uncertain*: top < `UNCERTAIN_BELOW`, or the likely set (3.) is empty because no set of at most
-     three reaches the coverage: the answer names no language (`language: null`, `reason: "uncertain"`)
-     and still lists `top` (and its likely set, when the top alone was too weak);
+   - *uncertain*: top < `UNCERTAIN_BELOW`: the answer names no language (`language: null`,
+     `reason: "uncertain"`) and still lists `top`;
    - otherwise the language is named, not confident (a tentative answer).
    Engines that give a language without a probability (OpenAI's whisper-1) get their language named,
    never confident and never uncertain: there is nothing to measure it by.
@@ -20,8 +19,7 @@ the command line, the page).
    answer's is its language alone; `[]` when more than three would be needed (and with no probabilities).
    The threshold is split-conformal (src/conformal.py): on answers like the calibration data, the
    uncapped set holds the spoken language with probability >= LIKELY_COVERAGE; the cap empties the sets
-   that would need more than three, and only those lose coverage. An empty set makes the answer
-   uncertain (2.); a confident answer's set is never empty.
+   that would need more than three, and only those lose coverage. `likely` never changes `language`.
 4. **Per request** (`Strictness`): `min_confidence` takes FINAL_PROBABILITY's place for one request (and
    UNCERTAIN_BELOW's, when lower, so a looser request's confident answers are named); with
    `fallback_language`, an answer that would be uncertain names that language instead, `fallback: true`
@@ -144,9 +142,7 @@ class ConfidenceRule:
         runner_up = probabilities[1][1] if len(probabilities) > 1 and probabilities[1][1] is not None else 0.0
         confident = top >= self.final_probability and top - runner_up >= self.final_margin
         likely = self.likely(probabilities, confident)
-        if top < self.uncertain_below or not likely:
-            # Too weak a top language, or no set of at most `likely_max` holds the spoken language at the
-            # coverage asked: a single named language would overstate what the answer knows.
+        if top < self.uncertain_below:
             return Verdict(confident=False, reason="uncertain", likely=likely)
         return Verdict(confident=confident, reason=None, likely=likely)
 

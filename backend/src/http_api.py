@@ -263,7 +263,7 @@ async def detect(
         metrics.detection_started()
         processing_time = None
         try:
-            result = await processor.process_audio(samples, request_id, candidates, strictness=strictness)
+            result = await processor.process_file(samples, request_id, candidates, strictness=strictness)
             processing_time = result.processing_time if result.probabilities else None
             spans = await processor.timeline(samples, request_id, candidates) if want_timeline else None
         except Busy as exc:

@@ -79,30 +79,19 @@ def test_likely_set_rules():
 
 def test_likely_on_real_answers(server):
     """A confident clip: [its language]; a close-language clip (Welsh heard as Latin or Welsh): 2-3 or [];
-    a spread answer: [] and uncertain, also when its top passed UNCERTAIN_BELOW; no speech: []. Each
-    recomputed from the answer's own probabilities."""
+    a spread answer: []; no speech: []. Each recomputed from the answer's own probabilities."""
     rule = server.rule()
     seen = {}
-    for file in ("es_cv_5.mp3", "cy_cv_3.mp3", "ta_cv_3.mp3", "ca_cv_1.mp3"):
+    for file in ("es_cv_5.mp3", "cy_cv_3.mp3", "ta_cv_3.mp3"):
         data = _detect(server, clip(file).path.read_bytes()).json()["data"]
         assert data["likely"] == _expected_likely(data, rule), data
         assert len(data["likely"]) <= 3
         if data["confident"]:
             assert data["likely"] == [data["language"]], data
-        # a named answer has a set, its language first; an empty set names no language
-        if data["language"] is not None:
-            assert data["likely"] and data["likely"][0] == data["language"], data
-        if not data["likely"]:
-            assert data["language"] is None and data["reason"] == "uncertain", data
         seen[file] = data
     assert seen["es_cv_5.mp3"]["confident"] and seen["es_cv_5.mp3"]["likely"] == ["es"]
     assert len(seen["cy_cv_3.mp3"]["likely"]) in (0, 2, 3)  # la 0.48-0.60 / cy 0.35-0.46 on the two backends
     assert seen["ta_cv_3.mp3"]["likely"] == []  # top 0.33-0.35: no three hold 0.95 on either backend
-    # Catalan heard as Chinese at 0.77, its top three holding 0.83-0.85: above UNCERTAIN_BELOW, yet no set
-    # of three reaches the coverage, so the answer names no language (it named zh before that rule)
-    catalan = seen["ca_cv_1.mp3"]
-    assert catalan["likely"] == [] and catalan["language"] is None and catalan["reason"] == "uncertain", catalan
-    assert catalan["top"][0]["probability"] >= rule.uncertain_below, catalan
     silence = encode(np.zeros(RATE * 2, np.float32), "wav")
     quiet = _detect(server, silence).json()["data"]
     assert quiet["reason"] == "no_speech" and quiet["likely"] == []

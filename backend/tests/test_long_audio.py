@@ -245,3 +245,53 @@ def test_detect_limit_is_a_setting(make_server, speech):
     short = encode(speech[: 16000 * 3], "webm")
     data = httpx.post(srv.http + "/detect", content=short, timeout=60).json()["data"]
     assert "truncated" not in data and data["language"] == "en"
+
+
+def test_a_long_file_is_detected_from_its_head_with_the_whole_files_answer(model_cache, monkeypatch):
+    """POST /detect's path (AudioProcessor.process_file) on 40 s of speech and pauses: the detection starts
+    once the VAD has found the head of the speech, the VAD finishes the file meanwhile, and the answer is
+    `process_audio`'s (VAD over the whole file, then the detection): the same probabilities and the whole
+    file's speech_duration. A head that the whole file's speech contradicts is detected again."""
+    import asyncio
+
+    from audio_tools import join_clips
+    from src import audio_processor as module
+    from src.audio_processor import AudioProcessor
+    from src.config.settings import load_settings
+    from src.vad import Speech
+
+    settings = load_settings(MODEL_CACHE_DIR=str(model_cache), ENGINE="local", WHISPER_MODEL="")
+    processor = AudioProcessor.from_settings(settings)
+    processor.load()
+    samples, _ = join_clips([(f"de_cv_{n}.mp3", "de") for n in (1, 3, 5)] * 4, 0.8)
+    assert len(samples) > 35 * 16000, len(samples)
+    heads = []
+
+    def find_head(vad, audio, need):
+        heads.append(module_find_head(vad, audio, need))
+        return heads[-1]
+
+    module_find_head = module._find_head
+    monkeypatch.setattr(module, "_find_head", find_head)
+    try:
+        whole = asyncio.run(processor.process_audio(samples, "whole"))
+        early = asyncio.run(processor.process_file(samples, "file"))
+        (head,) = heads
+        assert head is not None and head.segments[0][1] < len(samples) / 2, head  # found well before the end
+        assert early.probabilities == whole.probabilities and early.confident == whole.confident
+        assert early.extra["speech_duration"] == whole.extra["speech_duration"] > 25, (early.extra, whole.extra)
+
+        # A head the file's speech does not bear out (it starts later): detected again on the file's speech.
+        def wrong_head(vad, audio, need):
+            found = module_find_head(vad, audio, need)
+            start = found.segments[0][0] + 16000
+            return Speech([(start, start + need)], found.pad)
+
+        monkeypatch.setattr(module, "_find_head", wrong_head)
+        again = asyncio.run(processor.process_file(samples, "again"))
+        assert again.probabilities == whole.probabilities and again.extra == whole.extra
+        short = samples[: 10 * 16000]  # under the detection's 12 s: the plain path
+        assert asyncio.run(processor.process_file(short, "short")).probabilities == \
+            asyncio.run(processor.process_audio(short, "short")).probabilities
+    finally:
+        processor.close()

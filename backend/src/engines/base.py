@@ -93,6 +93,9 @@ class Engine(Protocol):
     #: True when `transcribe` without a language names the language itself in `Transcript.detection`
     #: (one call instead of a detection and a transcription); False when the caller detects first.
     names_language_when_transcribing: bool
+    #: The most audio `detect` looks at, its first seconds (None: all of it). Lets a caller start the
+    #: detection of a long file before the VAD has gone through the rest (AudioProcessor.process_file).
+    detection_seconds: float | None
 
     def load(self) -> None:
         """Load models or clients; called once at start-up, before the first detection."""

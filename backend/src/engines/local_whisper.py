@@ -63,6 +63,7 @@ class LocalWhisperEngine:
         self.cpu_threads = cpu_threads or max(1, cores // self.workers)
         self.window_seconds = window_seconds
         self.max_seconds = min(float(_MAX_SECONDS), max(max_seconds, window_seconds))
+        self.detection_seconds = self.max_seconds
         label = os.path.basename(os.path.normpath(model_path)) if model_path else MODEL_NAME
         self.name = f"local:{label}"
         self.max_batch = max_batch

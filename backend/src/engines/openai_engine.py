@@ -30,6 +30,7 @@ WHISPER_1_SHUTDOWN = "2027-02-26"  # OpenAI's announced shutdown date (the SDK's
 
 class OpenAIEngine:
     names_language_when_transcribing = True  # verbose_json names the language: one request, not two
+    detection_seconds = None  # the API hears all of it
 
     def __init__(
         self,
