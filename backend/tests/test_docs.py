@@ -8,7 +8,6 @@ import json
 import time
 from urllib.parse import urlsplit
 
-import httpx
 import yaml
 
 from audio_tools import SPANISH_CLIP, clip, share_heard

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from audio_tools import clip, encode, encode_chunks, eval_dir
-from conftest import BACKEND_DIR, exchange, start_server, stream_exchange
+from conftest import BACKEND_DIR, exchange, stream_exchange
 
 RATE = 16000
 
