@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
@@ -117,12 +118,14 @@ class AudioProcessor:
         wait: bool = True,
         strictness: Strictness | None = None,
         priority: Priority = Priority.REQUEST,
+        window_seconds: float | None = None,
     ) -> Identification:
         """Identify the language spoken in 16 kHz mono float32 samples, in a worker thread, at most
         `max_concurrent_calls` at a time (see `identify`), waiting ones served by `priority` (see `_run`).
         Raises Busy for a REQUEST when `max_queued` calls are waiting already, or at once when `wait` is
         False and no slot is free (partial answers, which must not delay the final answers behind them)."""
-        result = await self._run(self.identify, samples, languages, speech, strictness, wait=wait, priority=priority)
+        result = await self._run(self.identify, samples, languages, speech, strictness, window_seconds,
+                                 wait=wait, priority=priority)
         if result.reason in ("no_speech", "too_short"):
             logger.info(
                 "[%s] %s: %.2fs of speech in %.2fs of audio",
@@ -276,11 +279,14 @@ class AudioProcessor:
 
     def identify(
         self, samples: np.ndarray, languages: list[str] | None = None, speech: Speech | None = None,
-        strictness: Strictness | None = None,
+        strictness: Strictness | None = None, window_seconds: float | None = None,
     ) -> Identification:
         """Blocking: find the speech (unless given), run the engine on it alone, and apply the honesty
         rule (src/confidence.py: calibrated probabilities, `confident`, `reason: "uncertain"`, the likely
         set), with the request's own `strictness` when given (min_confidence, fallback_language).
+
+        With `window_seconds` (a stream's first partial: StreamTracker.window) the engine pads to that
+        window instead of its own, and the answer is never confident: a first impression.
 
         Without enough speech the result has no probabilities and a `reason` ("no_speech", "too_short"):
         non-speech is never named. Every surface (the WebSocket modes, POST /detect, the command line,
@@ -295,12 +301,15 @@ class AudioProcessor:
             return Identification([], 0.0, duration, self.engine.name, reason=reason, extra=extra)
         started = time.perf_counter()
         try:
-            detection = self.engine.detect(speech.audio(samples), languages)
+            detection = self.engine.detect(speech.audio(samples), languages, window_seconds=window_seconds)
         finally:
             elapsed = time.perf_counter() - started
             if self.gc_after_processing:
                 gc.collect()
-        probabilities, verdict = self.confidence.for_request(strictness).apply(detection.probabilities)
+        rule = self.confidence.for_request(strictness)
+        if window_seconds is not None:
+            rule = replace(rule, final_probability=math.inf)  # a first impression is never confident
+        probabilities, verdict = rule.apply(detection.probabilities)
         return Identification(
             probabilities=probabilities,
             processing_time=elapsed,

@@ -12,7 +12,8 @@ from enum import IntEnum
 
 class Priority(IntEnum):
     FINAL = 0  # an answer an admitted stream is owed (a final answer, a segment, a Realtime turn)
-    REQUEST = 1  # a new request (POST /detect, /v1, once mode): may be refused when too many wait
+    FIRST = 1  # a stream's first partial answer: it waits, after the finals (Session.identify)
+    REQUEST = 2  # a new request (POST /detect, /v1, once mode): may be refused when too many wait
 
 
 class Slots:

@@ -106,7 +106,8 @@ class StreamSession(ListeningSession):
             pause = pause_seconds(speech, len(samples))
             if not tracker.due(speech.seconds, pause):
                 continue
-            partial = await self.identify(samples, speech, final=False, likely_final=pause > 0)
+            partial = await self.identify(samples, speech, final=False, likely_final=pause > 0,
+                                          first=tracker.detections == 0, window_seconds=tracker.window(pause))
             if partial is None:  # busy: skip this partial answer rather than queue it
                 continue
             last = partial

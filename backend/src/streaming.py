@@ -43,6 +43,7 @@ class StreamPolicy:
     end_min_speech_seconds: float = 1.0
     end_silence_seconds: float = 0.5
     no_speech_seconds: float = 4.0
+    first_window_seconds: float | None = 4.0  # the first partial's detection window (None: the engine's)
 
 
 # The stream's VAD closes a speech segment after this much non-speech (the VAD's default, 500 ms, is
@@ -83,6 +84,13 @@ class StreamTracker:
             )
         grown = speech_seconds - self.detected_speech
         return grown >= self.policy.update_seconds or (pausing and grown > 0.05)
+
+    def window(self, pause: float) -> float | None:
+        """The detection window for the partial due now: the first one, on about a second of speech, is a
+        first impression on a short window (half the encoder's work of the engine's 8 s), never confident
+        (see AudioProcessor.identify; Session.identify for what it brought); later ones, and a detection
+        at a pause (it may become the final answer), use the engine's own (None)."""
+        return self.policy.first_window_seconds if self.detections == 0 and pause <= 0 else None
 
     def update(self, result: Identification, speech_seconds: float) -> bool:
         """Record a detection; True when the stream's answer is confident (and so final)."""

@@ -108,16 +108,16 @@ def test_slots_serve_owed_answers_first_then_in_order():
             slots.release()
 
         tasks = [asyncio.create_task(wait(name, priority)) for name, priority in [
-            ("request 1", Priority.REQUEST), ("final 1", Priority.FINAL), ("request 2", Priority.REQUEST),
-            ("final 2", Priority.FINAL)]]
+            ("request 1", Priority.REQUEST), ("first 1", Priority.FIRST), ("final 1", Priority.FINAL),
+            ("request 2", Priority.REQUEST), ("final 2", Priority.FINAL)]]
         cancelled = asyncio.create_task(wait("gone", Priority.FINAL))
         await asyncio.sleep(0)
         cancelled.cancel()
         await asyncio.sleep(0)
-        assert slots.waiting() == 4 and slots.waiting(Priority.FINAL) == 2
+        assert slots.waiting() == 5 and slots.waiting(Priority.FINAL) == 2
         slots.release()
         await asyncio.gather(*tasks)
         assert slots.free == 1 and not slots.saturated
         return order
 
-    assert asyncio.run(scenario()) == ["final 1", "final 2", "request 1", "request 2"]
+    assert asyncio.run(scenario()) == ["final 1", "final 2", "first 1", "request 1", "request 2"]

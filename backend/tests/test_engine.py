@@ -68,3 +68,26 @@ def test_long_speech_costs_a_bounded_window(engine):
     first = engine.detect(long[: int(engine.max_seconds * 16000)]).probabilities
     assert capped[0][0] == first[0][0] == "es"
     assert capped[0][1] == pytest.approx(first[0][1], abs=1e-4)
+
+
+def test_a_first_impression_uses_a_short_window_and_is_never_confident(engine, model_cache):
+    """A stream's first partial (StreamTracker.window): the engine pads to the window asked for, half the
+    8 s one, and the processor never calls that answer confident, even on a clear clip."""
+    from src.audio_processor import AudioProcessor
+    from src.streaming import StreamPolicy, StreamTracker
+    from src.vad import VoiceActivityDetector
+
+    second = clip("es_cv_5.mp3").samples()[:16000]
+    assert engine.features(second).shape[1] == 800 and engine.features(second, 4.0).shape[1] == 400
+    processor = AudioProcessor(engine, vad=VoiceActivityDetector())
+    samples = clip("es_cv_5.mp3").samples()
+    full = processor.identify(samples)
+    first = processor.identify(samples, window_seconds=4.0)
+    assert full.confident and full.language == "es", full
+    assert not first.confident and first.probabilities != full.probabilities, first
+    assert first.likely != [] or first.language is None
+
+    tracker = StreamTracker(StreamPolicy(first_window_seconds=4.0))
+    assert tracker.window(0.0) == 4.0 and tracker.window(0.3) is None  # at a pause: maybe the final
+    tracker.update(full, 1.0)
+    assert tracker.window(0.0) is None  # later partials: the engine's own window

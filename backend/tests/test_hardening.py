@@ -259,11 +259,11 @@ def test_engine_exception_fails_only_that_connection(model_cache, tmp_path):
     real_detect = processor.engine.detect
     calls = {"n": 0}
 
-    def failing_once(audio, languages=None):
+    def failing_once(audio, languages=None, **options):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("injected fault in inference")
-        return real_detect(audio, languages)
+        return real_detect(audio, languages, **options)
 
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

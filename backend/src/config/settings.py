@@ -195,6 +195,12 @@ class Settings(BaseSettings):
     """Seconds of speech before the first partial answer."""
     STREAM_UPDATE_SECONDS: float = Field(1.0, gt=0.0)
     """Seconds of new speech between two partial answers."""
+    STREAM_FIRST_WINDOW_SECONDS: float = Field(4.0, ge=1.0, le=30.0)
+    """The detection window of a stream's first partial answer (on about STREAM_FIRST_PARTIAL_SECONDS of
+    speech; later answers use DETECTION_WINDOW_SECONDS). A shorter window costs the encoder less, and a
+    first answer on a short window is never confident (a first impression). 4 s: at 30 streams that start
+    together, first partials came at p95 1.8 s instead of 3.4 s (scripts/capacity.py); on 1 s of speech,
+    top-1 was the same as with 8 s (README, "Capacity"). Set it to DETECTION_WINDOW_SECONDS to turn it off."""
     STREAM_MAX_SECONDS: float = Field(15.0, gt=0.0, le=120.0)
     """Seconds of audio after which a stream's answer is final whatever its confidence."""
     FINAL_STABLE_UPDATES: int = Field(2, ge=1)
@@ -237,6 +243,8 @@ class Settings(BaseSettings):
         return StreamPolicy(
             first_partial_seconds=self.STREAM_FIRST_PARTIAL_SECONDS,
             update_seconds=self.STREAM_UPDATE_SECONDS,
+            first_window_seconds=(self.STREAM_FIRST_WINDOW_SECONDS
+                                  if self.STREAM_FIRST_WINDOW_SECONDS < self.DETECTION_WINDOW_SECONDS else None),
             max_seconds=self.STREAM_MAX_SECONDS,
             stable_updates=self.FINAL_STABLE_UPDATES,
             min_speech_seconds=self.MIN_SPEECH_SECONDS,

@@ -100,8 +100,11 @@ class Engine(Protocol):
     def load(self) -> None:
         """Load models or clients; called once at start-up, before the first detection."""
 
-    def detect(self, audio: np.ndarray, languages: list[str] | None = None) -> Detection:
+    def detect(self, audio: np.ndarray, languages: list[str] | None = None, *,
+               window_seconds: float | None = None) -> Detection:
         """Identify the language of 16 kHz mono float32 audio, optionally among candidate languages.
+        `window_seconds`: the least window the engine pads short audio to, for this call (None: its own;
+        engines without a window ignore it).
 
         Runs in a worker thread; may block.
         """

@@ -96,26 +96,29 @@ class LocalWhisperEngine:
             raise EngineError("the model is not loaded")
         return self._model
 
-    def features(self, audio: np.ndarray) -> np.ndarray:
+    def features(self, audio: np.ndarray, window_seconds: float | None = None) -> np.ndarray:
         """Log-mel features for detection: the audio's own frames (the first `max_seconds` of them),
         levelled so that their peak is LEVEL_TARGET, then padded on the right with the value Whisper's own
-        silence padding has (peak - 2.0) up to the window (whole seconds, at least `window_seconds`)."""
+        silence padding has (peak - 2.0) up to the window (whole seconds, at least `window_seconds`: the
+        engine's own unless given)."""
         clip = audio[: int(self.max_seconds * SAMPLE_RATE)]
         if len(clip) < 1600:  # under 0.1 s: pad so that the STFT is defined
             clip = np.concatenate([clip, np.zeros(1600 - len(clip), dtype=np.float32)])
         frames = len(clip) // _HOP
         mel = self.model.feature_extractor(clip, padding=0)[:, :frames]
-        seconds = min(_MAX_SECONDS, max(math.ceil(self.window_seconds), math.ceil(len(clip) / SAMPLE_RATE)))
+        window = self.window_seconds if window_seconds is None else window_seconds
+        seconds = min(_MAX_SECONDS, max(math.ceil(window), math.ceil(len(clip) / SAMPLE_RATE)))
         out = np.full((mel.shape[0], seconds * 100), LEVEL_TARGET - 2.0, dtype=np.float32)
         out[:, :frames] = mel - mel.max() + LEVEL_TARGET
         return out
 
-    def detect(self, audio: np.ndarray, languages: list[str] | None = None) -> Detection:
+    def detect(self, audio: np.ndarray, languages: list[str] | None = None, *,
+               window_seconds: float | None = None) -> Detection:
         if audio.size == 0:
             raise EngineError("no audio to detect")
         if self._batcher is None:
             raise EngineError("the model is not loaded")
-        probabilities = self._batcher.run(self.features(audio))
+        probabilities = self._batcher.run(self.features(audio, window_seconds))
         return Detection(probabilities=restrict(probabilities, languages))
 
     def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:

@@ -63,7 +63,8 @@ class OpenAIEngine:
             self._client.close()
             self._client = None
 
-    def detect(self, audio: np.ndarray, languages: list[str] | None = None) -> Detection:
+    def detect(self, audio: np.ndarray, languages: list[str] | None = None, *,
+               window_seconds: float | None = None) -> Detection:
         if audio.size == 0:
             raise EngineError("no audio to detect")
         if self.answers_languages:
