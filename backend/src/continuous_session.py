@@ -181,7 +181,7 @@ class ContinuousSession(ListeningSession):
                 tracker, last = StreamTracker(policy), None
             elif tracker.due(speech.seconds, pause := pause_seconds(speech, len(tail))):
                 partial = await self.identify(tail, speech, final=False, likely_final=pause > 0,
-                                              first=tracker.detections == 0, window_seconds=tracker.window(pause))
+                                              window_seconds=tracker.window(pause))
                 if partial is not None:  # None: busy, this partial answer is skipped rather than queued
                     last = partial
                     tracker.update(partial, speech.seconds)

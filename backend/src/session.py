@@ -182,20 +182,20 @@ class Session:
         return samples
 
     async def identify(self, samples: np.ndarray, speech: Any = None, *, final: bool,
-                       likely_final: bool = False, first: bool = False,
-                       window_seconds: float | None = None) -> Identification | None:
+                       likely_final: bool = False, window_seconds: float | None = None) -> Identification | None:
         """Run a detection; None for a partial one skipped because every inference slot is taken (partials
         never queue: the final answers waiting behind them would be late). A partial that is `likely_final`
         (the speaker has paused: unless they go on, it is the answer the end of speech will give) waits
         for a slot as a final does, so that the final answer is ready when the pause is long enough.
-        An utterance's `first` partial waits too, after the finals (Priority.FIRST), on its short
-        `window_seconds` (StreamTracker.window): at 30 streams that start together, first partials came
-        at p95 2.0 s (median of 5 runs) against 3.4 s when they neither waited nor had a short window, and
-        3.2 s with the short window alone; finals at p95 0.87 s against 0.77 s (scripts/capacity.py).
+        An utterance's first partial, on its short `window_seconds` (StreamTracker.window), waits too,
+        after the finals (Priority.FIRST): at 30 streams that start together, first partials came at p95
+        2.0-2.4 s (medians of 5 runs) against 3.4 s when they neither waited nor had a short window, and
+        3.2 s with the short window alone; finals at p95 0.87-0.90 s against 0.77 s (scripts/capacity.py).
         (Waiting on the full 8 s window was measured before: it delayed the finals to p95 1.35-1.42 s.)"""
         processor, metrics = self.context.audio_processor, self.context.metrics
+        first = window_seconds is not None and not (final or likely_final)
         wait = final or likely_final or first
-        priority = self.final_priority if final or likely_final else Priority.FIRST
+        priority = Priority.FIRST if first else self.final_priority
         if not wait and processor.saturated:
             logger.debug("[%s] Busy: partial answer skipped", self.connection_id)
             metrics.partial_skipped()

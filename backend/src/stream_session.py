@@ -107,7 +107,7 @@ class StreamSession(ListeningSession):
             if not tracker.due(speech.seconds, pause):
                 continue
             partial = await self.identify(samples, speech, final=False, likely_final=pause > 0,
-                                          first=tracker.detections == 0, window_seconds=tracker.window(pause))
+                                          window_seconds=tracker.window(pause))
             if partial is None:  # busy: skip this partial answer rather than queue it
                 continue
             last = partial

@@ -198,9 +198,11 @@ class Settings(BaseSettings):
     STREAM_FIRST_WINDOW_SECONDS: float = Field(4.0, ge=1.0, le=30.0)
     """The detection window of a stream's first partial answer (on about STREAM_FIRST_PARTIAL_SECONDS of
     speech; later answers use DETECTION_WINDOW_SECONDS). A shorter window costs the encoder less, and a
-    first answer on a short window is never confident (a first impression). 4 s: at 30 streams that start
-    together, first partials came at p95 1.8 s instead of 3.4 s (scripts/capacity.py); on 1 s of speech,
-    top-1 was the same as with 8 s (README, "Capacity"). Set it to DETECTION_WINDOW_SECONDS to turn it off."""
+    first answer on a short window is never confident (a first impression); it waits for a slot after
+    the finals. 4 s: at 30 streams that start together, first partials came at p95 2.0-2.4 s instead of
+    3.4 s (scripts/capacity.py, README "Capacity"); on 1 s of speech, top-1 was the same as with 8 s (README,
+    "Mode `stream`"). As long as DETECTION_WINDOW_SECONDS or more: off (the first partial is then skipped
+    like any other while the slots are busy)."""
     STREAM_MAX_SECONDS: float = Field(15.0, gt=0.0, le=120.0)
     """Seconds of audio after which a stream's answer is final whatever its confidence."""
     FINAL_STABLE_UPDATES: int = Field(2, ge=1)
