@@ -6,7 +6,8 @@
 //
 // All of LangShazam's browser protocol is here (README, "WebSocket protocol"): the recorder type, 250 ms
 // chunks, the options in the query string, partial / segment / final messages, one retry on a busy server
-// (close 1013; after the server's retry_after when it sends one, at most 5 s), close codes and HTTP statuses mapped to LangShazamError codes. Types: langshazam.d.ts.
+// (close 1013; after the server's retry_after when it sends one, at most 5 s), close codes and HTTP
+// statuses mapped to LangShazamError codes. Types: langshazam.d.ts.
 
 /** What a LangShazamError is about; each message says what to do. */
 export const ERROR_CODES = Object.freeze([

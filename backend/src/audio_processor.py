@@ -149,7 +149,7 @@ class AudioProcessor:
         `speech_duration`) on the other core. Should the whole file's speech start elsewhere or end
         sooner than the head's (the VAD's rule can move a segment's end by its padding), the detection
         runs again on the file's own speech."""
-        seconds = getattr(self.engine, "detection_seconds", None)
+        seconds = self.engine.detection_seconds
         if seconds is None or len(samples) < (seconds + _HEAD_STEP_SECONDS) * SAMPLE_RATE:
             return await self.process_audio(samples, connection_id, languages, strictness=strictness)
         need = int(seconds * SAMPLE_RATE)

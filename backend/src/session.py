@@ -193,7 +193,7 @@ class Session:
         3.2 s with the short window alone; finals at p95 0.87-0.90 s against 0.77 s (scripts/capacity.py).
         (Waiting on the full 8 s window was measured before: it delayed the finals to p95 1.35-1.42 s.)"""
         processor, metrics = self.context.audio_processor, self.context.metrics
-        first = window_seconds is not None and not (final or likely_final)
+        first = window_seconds is not None  # only a first partial has one (never at a pause, never a final)
         wait = final or likely_final or first
         priority = Priority.FIRST if first else self.final_priority
         if not wait and processor.saturated:

@@ -63,7 +63,6 @@ class LocalWhisperEngine:
         self.cpu_threads = cpu_threads or max(1, cores // self.workers)
         self.window_seconds = window_seconds
         self.max_seconds = min(float(_MAX_SECONDS), max(max_seconds, window_seconds))
-        self.detection_seconds = self.max_seconds
         label = os.path.basename(os.path.normpath(model_path)) if model_path else MODEL_NAME
         self.name = f"local:{label}"
         self.max_batch = max_batch
@@ -95,6 +94,11 @@ class LocalWhisperEngine:
         if self._model is None:
             raise EngineError("the model is not loaded")
         return self._model
+
+    @property
+    def detection_seconds(self) -> float:
+        """The most audio `detect` looks at (Engine.detection_seconds): `max_seconds`."""
+        return self.max_seconds
 
     def features(self, audio: np.ndarray, window_seconds: float | None = None) -> np.ndarray:
         """Log-mel features for detection: the audio's own frames (the first `max_seconds` of them),
