@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -26,9 +27,14 @@ SRC_DIR = BACKEND_DIR / "src"
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
-    """A fresh virtualenv with the package installed from the clone (no dependencies fetched: the test
+    """A fresh virtualenv with the package installed from the clone's files (no dependencies fetched: the test
     virtualenv's site-packages are on its path through a .pth file; built without isolation, offline)."""
     root = tmp_path_factory.mktemp("venv")
+    clone = tmp_path_factory.mktemp("clone")  # what the package is built from (setuptools writes build/ there)
+    for name in ("pyproject.toml", "README.md", "client/langshazam.js", "client/langshazam.d.ts"):
+        (clone / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_DIR / name, clone / name)
+    shutil.copytree(SRC_DIR, clone / "backend" / "src", ignore=shutil.ignore_patterns("__pycache__"))
     base_python = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base_python, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
     site = Path(subprocess.run([str(root / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
@@ -36,7 +42,7 @@ def venv(tmp_path_factory) -> Path:
     (site / "_test_venv.pth").write_text(sysconfig.get_path("purelib") + "\n")
     result = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "install", "--no-deps",
-         "--no-build-isolation", "--no-index", "-q", str(REPO_DIR)],
+         "--no-build-isolation", "--no-index", "-q", str(clone)],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
