@@ -174,3 +174,33 @@ def test_a_bad_calibration_stops_start_up_with_a_clear_message(tmp_path):
     result = subprocess.run([sys.executable, "-m", "src.main"], cwd=BACKEND_DIR, capture_output=True, text=True,
                             env=env | {"WHISPER_MODEL": str(model), "HOST": "127.0.0.1", "PORT": "1"}, timeout=60)
     assert result.returncode == 2 and "langshazam-calibration.json" in result.stderr, result.stderr
+
+
+def test_evaluate_writes_a_calibration_the_rule_reads(tmp_path):
+    sys.path.insert(0, str(BACKEND_DIR.parent / "scripts"))
+    from benchkit.calibrate import fit
+    from src.calibration import MODEL_DIR_FILE, write
+    from src.confidence import ConfidenceRule
+    from src.config.settings import Settings
+
+    rows = []
+    for name in ("a", "b"):
+        rows += [{"set": name, "kind": "speech", "lang": "es", "_raw": [("es", 0.95), ("pt", 0.05)]}] * 20
+        rows += [{"set": name, "kind": "speech", "lang": "pt", "_raw": [("es", 0.7), ("pt", 0.3)]}] * 3
+        rows += [{"set": name, "kind": "non_speech", "lang": "zxx", "_raw": [("en", 0.62), ("es", 0.38)]}]
+    found = fit(rows, "my-model", margin=0.5, precision=0.98)
+    model = tmp_path / "my-model"
+    model.mkdir()
+    write(model / MODEL_DIR_FILE, found)
+    rule = ConfidenceRule.from_settings(Settings(WHISPER_MODEL=str(model)))
+    assert rule.calibrated and rule.temperature == found.temperature
+    for row in rows:
+        probabilities, verdict = rule.apply(row["_raw"])
+        if verdict.confident:  # the confident answers of these sets are right
+            assert probabilities[0][0] == row["lang"]
+        if row["kind"] == "non_speech":  # and the non-speech is not named
+            assert verdict.reason == "uncertain"
+    # Coverage: the likely sets hold the right language of at least LIKELY_COVERAGE of the speech clips.
+    speech = [row for row in rows if row["kind"] == "speech"]
+    held = sum(row["lang"] in rule.apply(row["_raw"])[1].likely for row in speech)
+    assert held >= Settings().LIKELY_COVERAGE * len(speech)
