@@ -32,16 +32,17 @@ COPY requirements.txt ./
 RUN python -m venv /opt/venv \
     && pip install --no-cache-dir -r requirements.txt
 
-COPY backend/ backend/
-# The browser client library, served at /client/ (backend/src/client_files.py).
+# The package itself (pyproject.toml: backend/src as `langshazam`, with the page, the AsyncAPI document,
+# the calibrations and the browser client library served at /client/), over the pinned dependencies
+# above (--no-deps: nothing else is resolved); pip compiles it, so the runtime user writes nothing there.
+COPY pyproject.toml README.md ./
+COPY backend/src/ backend/src/
 COPY client/langshazam.js client/langshazam.d.ts client/
-WORKDIR /app/backend
-
-# Join and verify the Whisper model now, into MODEL_CACHE_DIR, so a container starts without writing
-# 145 MB; precompile the server's code (the runtime user cannot write next to it).
-RUN python -m src.engines.model_files \
-    && chmod -R a+rX /opt/models \
-    && python -m compileall -q src
+# Join and verify the Whisper model now, into MODEL_CACHE_DIR, so a container starts without writing 145 MB.
+RUN pip install --no-cache-dir --no-deps . \
+    && rm -rf /app/* \
+    && python -m langshazam.engines.model_files \
+    && chmod -R a+rX /opt/models
 
 RUN useradd --no-log-init --create-home --uid 10001 --user-group langshazam
 # Numeric, so a platform can check it is not root (runAsNonRoot) without reading /etc/passwd.
@@ -53,5 +54,6 @@ EXPOSE 10000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/' % os.environ.get('PORT', '10000'), timeout=4)"]
 
-# Exec form: python is PID 1 and gets SIGTERM itself (uvicorn's handler drains, then exits).
-CMD ["python", "-m", "src.main"]
+# Exec form: the `langshazam` command (a Python script) is PID 1 and gets SIGTERM itself (uvicorn's
+# handler drains, then exits).
+CMD ["langshazam", "serve"]

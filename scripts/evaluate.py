@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Accuracy and honesty of LangShazam's language identification on the evaluation sets.
 
-    python scripts/evaluate.py [--manifest PATH ...] [--png PATH] [--json PATH] [--seed N]
+    python scripts/evaluate.py [--manifest PATH ...] [--png PATH] [--json PATH] [--seed N] [--write-calibration PATH]
 
 From the repository root (it finds backend/ itself). Settings come from the environment / `.env` as for
 the server (MODEL_CACHE_DIR, CALIBRATION_TEMPERATURE, FINAL_PROBABILITY, UNCERTAIN_BELOW, ...). Default
@@ -19,6 +19,12 @@ per set and per kind, never only pooled:
 - accuracy by seconds of speech (the first 1, 2, 4 s), and an offline replay of the stream rule;
 - accuracy with 5 candidate languages (the right one + 4 others drawn with a fixed seed), per language
   figures, confusions and a confusion-matrix PNG.
+
+`--write-calibration PATH` writes the model's calibration file (benchkit/calibrate.py: temperature,
+confident and uncertain thresholds, the likely set's conformal thresholds, chosen on these sets) for
+backend/src/calibration.py: put it in the model's directory as langshazam-calibration.json, or as
+`<model key>.json` in CALIBRATION_DIR or backend/src/calibrations/. Evaluate with all three dev sets
+(--manifest each) to calibrate as Whisper base was.
 
 The first line names the machine and how CTranslate2 runs on it (oneDNN or MKL: figures differ by a few
 points between them; `CT2_USE_MKL=0` / `=1` select each). `--json` dumps the numbers and every clip's result.
@@ -145,6 +151,8 @@ def main() -> int:
     parser.add_argument("--once", action="store_true",
                         help="one detection per clip: skip the by-seconds table, the stream replay and the candidate "
                              "runs (the likely-set and fold tables need only the one detection)")
+    parser.add_argument("--write-calibration", type=Path, default=None,
+                        help="write the model's calibration file here (see backend/src/calibration.py)")
     args = parser.parse_args()
     if args.from_json:
         return report_dumps(args.from_json)
@@ -395,8 +403,27 @@ def main() -> int:
                              for r in rows],
         }
         write_json(args.json, dump)
+    if args.write_calibration:
+        write_calibration(args.write_calibration, rows, processor, settings, backend, sets)
     processor.close()
     return 0
+
+
+def write_calibration(path: Path, rows: list[dict], processor, settings, backend: dict, sets: dict) -> None:
+    from benchkit.calibrate import fit
+    from src.calibration import write
+
+    key = getattr(processor.engine, "model_key", None)
+    if key is None:
+        print("error: only the local engine's models carry a calibration", file=sys.stderr)
+        return
+    found = fit(rows, key, margin=settings.FINAL_MARGIN, precision=PRECISION_TARGET)
+    about = (f"{', '.join(f'{name} ({len(clips)} clips)' for name, clips in sets.items())}; "
+             f"{describe_backend(backend) if backend else settings.ENGINE}; scripts/evaluate.py --write-calibration")
+    write(path, found, measured_on=about)
+    print(f"Calibration of {key} written to {path}: temperature {found.temperature:g}, confident at "
+          f"{found.final_probability:g} (lead {found.final_margin:g}), uncertain below {found.uncertain_below:g}, "
+          f"likely {found.likely_thresholds}", file=sys.stderr)
 
 
 def fold_report(rows: list[dict], settings) -> tuple[list[str], dict]:

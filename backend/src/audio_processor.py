@@ -80,8 +80,9 @@ class AudioProcessor:
         """The processor the settings describe (engine not loaded yet); keyword arguments override."""
         from .engines import create_engine
 
+        engine = create_engine(settings)
         options: dict[str, Any] = {
-            "max_concurrent_calls": settings.MAX_CONCURRENT_CALLS,
+            "max_concurrent_calls": max(settings.MAX_CONCURRENT_CALLS, getattr(engine, "min_slots", 1)),
             "vad": VoiceActivityDetector(threshold=settings.VAD_THRESHOLD),
             "min_speech_seconds": settings.MIN_SPEECH_SECONDS,
             "gc_after_processing": settings.GC_AFTER_PROCESSING,
@@ -89,7 +90,7 @@ class AudioProcessor:
             "timeline_options": TimelineOptions.from_settings(settings),
             "confidence": ConfidenceRule.from_settings(settings),
         }
-        return cls(create_engine(settings), **(options | overrides))
+        return cls(engine, **(options | overrides))
 
     def load(self) -> None:
         self.engine.load()
@@ -97,6 +98,14 @@ class AudioProcessor:
 
     def close(self) -> None:
         self.engine.close()
+
+    def engine_info(self) -> dict[str, object]:
+        """What the start-up log and /metrics say: the engine, and for the local one its model, device,
+        compute type, CPU backend, threads and workers; the inference slots; the honesty rule's calibration."""
+        describe = getattr(self.engine, "info", None)
+        return {"name": self.engine.name, **(describe() if describe else {}),
+                "inference_slots": self.max_concurrent_calls, "calibration": self.confidence.calibration,
+                "calibrated": self.confidence.calibrated}
 
     async def decode(self, data: bytes, connection_id: str, *, final: bool = True) -> np.ndarray:
         """Decode a whole compressed stream (see audio.decode) in a worker thread."""

@@ -1,6 +1,7 @@
 """Command line: identify the language of audio files or folders, one line per file and a summary.
 
-    cd backend && python -m src.cli path/to/clip.mp3 path/to/folder [--languages en,es] [--top-k 3] [--json]
+    langshazam detect path/to/clip.mp3 path/to/folder [--languages en,es] [--top-k 3] [--json]
+    (from the source tree: cd backend && python -m src.cli ...)
 
 Results go to stdout (a tab-separated line, or with --json one JSON object per file with the fields of the
 API's `data`); the summary, errors and the progress bar (only on a terminal) go to stderr. A path that
@@ -37,8 +38,7 @@ def find_files(paths: list[str]) -> tuple[list[Path], list[str]]:
     return files, missing
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.cli", description=__doc__.split("\n")[1].strip())
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="audio files or folders (searched recursively)")
     parser.add_argument("--languages", help="candidate languages, e.g. en,es,fr")
     parser.add_argument("--top-k", type=int, default=None, help="candidates to show per file (default: the TOP_K setting)")
@@ -47,11 +47,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeline", action="store_true", help="also show which language is spoken when")
     parser.add_argument("--min-confidence", help="confident threshold, 0-1 (default: the FINAL_PROBABILITY setting)")
     parser.add_argument("--fallback-language", help="name this language (marked fallback) when an answer would be uncertain")
-    args = parser.parse_args(argv)
 
+
+def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """`langshazam detect PATHS...` (commands.py)."""
+    summary = "identify the language of audio files or folders (one line per file, and a summary)"
+    parser = subparsers.add_parser("detect", help=summary, description=summary)
+    add_arguments(parser)
+    parser.set_defaults(run=lambda args: run(args, parser))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m src.cli", description=__doc__.split("\n")[1].strip())
+    add_arguments(parser)
+    return run(parser.parse_args(argv), parser)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .audio import AudioDecodeError, decode_head
     from .audio_processor import AudioProcessor
     from .config import SettingsError, load_settings
+    from .engines.base import EngineError
+    from .engines.model_files import ModelFilesError
     from .languages import language_name, parse_language_list
     from .confidence import Strictness
     from .protocol import ProtocolError, answer_data, parse_fallback_language, parse_min_confidence
@@ -79,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no audio files found", file=sys.stderr)
         return 2
 
-    processor = AudioProcessor.from_settings(settings, gc_after_processing=False)
-    processor.load()
+    try:
+        processor = AudioProcessor.from_settings(settings, gc_after_processing=False)
+        processor.load()
+    except (SettingsError, EngineError, ModelFilesError) as exc:  # bad calibration, model or device
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     counts: Counter[str] = Counter()
     failures = 0
     started = time.perf_counter()

@@ -1,5 +1,6 @@
 """The browser client library served for pages to import: /client/langshazam.js and its TypeScript
-declaration /client/langshazam.d.ts (the source is the project's top-level client/ folder).
+declaration /client/langshazam.d.ts (the source is the project's top-level client/ folder; an installed
+package holds the two files in client_lib/, see pyproject.toml).
 
 Only those two files are served, each with its own media type (Python's mimetypes takes `.ts` for an
 MPEG transport stream). Pages on other origins may import the module when CORS_ORIGINS lists them (the
@@ -14,7 +15,8 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-CLIENT_DIR = Path(__file__).resolve().parents[2] / "client"
+_INSTALLED = Path(__file__).resolve().parent / "client_lib"
+CLIENT_DIR = _INSTALLED if (_INSTALLED / "langshazam.js").is_file() else Path(__file__).resolve().parents[2] / "client"
 MEDIA_TYPES = {
     "langshazam.js": "text/javascript; charset=utf-8",
     "langshazam.d.ts": "application/typescript; charset=utf-8",

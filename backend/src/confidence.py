@@ -26,16 +26,22 @@ the command line, the page).
    and never confident.
 
 Answers with no speech or too little (the VAD decides first) never reach this rule: they name no
-language and are not confident. The numbers are settings whose defaults were chosen on data (see the
-README's accuracy section); changing those defaults is all a new calibration needs.
+language and are not confident. The numbers are Whisper base's calibration, chosen on data (see the
+README's accuracy section): the settings' defaults; another model brings its own calibration file, or
+answers under the conservative rule (src/calibration.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from . import conformal
+from typing import TYPE_CHECKING
+
+from . import calibration, conformal
+
+if TYPE_CHECKING:
+    from .config.settings import Settings
 
 Probabilities = list[tuple[str, float | None]]
 
@@ -67,15 +73,34 @@ class ConfidenceRule:
     likely_threshold: float = 0.95  # cumulative probability a likely set must pass (conformal, see above)
     likely_max: int = LIKELY_MAX
     fallback_language: str | None = None
+    # Where the numbers come from (calibration.Calibration.describe); False: the conservative rule of a
+    # model without calibration. Not part of a rule's identity: two rules with the same numbers are equal.
+    calibration: str = field(default="whisper-base", compare=False)
+    calibrated: bool = field(default=True, compare=False)
 
     @classmethod
-    def from_settings(cls, settings) -> "ConfidenceRule":
+    def from_settings(cls, settings: "Settings") -> "ConfidenceRule":
+        """The rule for the model the settings name: its calibration (src/calibration.py), the settings
+        given explicitly on top; SettingsError naming the setting (or file) that does not check out."""
+        from .config.settings import SettingsError
+
+        try:
+            found = calibration.for_settings(settings)
+            table = conformal.parse_table(found.likely_thresholds)
+        except ValueError as exc:
+            raise SettingsError(f"LIKELY_THRESHOLDS (or the model's calibration): {exc}") from None
+        try:
+            likely_threshold = conformal.threshold_for(table, settings.LIKELY_COVERAGE)
+        except ValueError as exc:
+            raise SettingsError(f"LIKELY_COVERAGE={settings.LIKELY_COVERAGE!r}: {exc} in LIKELY_THRESHOLDS") from None
         return cls(
-            temperature=settings.CALIBRATION_TEMPERATURE,
-            final_probability=settings.FINAL_PROBABILITY,
-            final_margin=settings.FINAL_MARGIN,
-            uncertain_below=settings.UNCERTAIN_BELOW,
-            likely_threshold=settings.likely_threshold,
+            temperature=found.temperature,
+            final_probability=found.final_probability,
+            final_margin=found.final_margin,
+            uncertain_below=found.uncertain_below,
+            likely_threshold=likely_threshold,
+            calibration=found.describe(),
+            calibrated=found.calibrated,
         )
 
     def for_request(self, strictness: "Strictness | None") -> "ConfidenceRule":

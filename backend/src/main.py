@@ -1,7 +1,7 @@
 """LangShazam's server: wires the shared AudioProcessor and ServerMetrics into the WebSocketManager.
 
 Start from backend/: `python -m src.main` (or `uvicorn src.main:app --port 10000`; only the former drains
-open connections on SIGTERM, see GracefulServer).
+open connections on SIGTERM, see GracefulServer); installed, `langshazam serve` (serve.py) runs the former.
 """
 
 from __future__ import annotations
@@ -27,8 +27,12 @@ from . import api_docs, http_api, openai_api, protocol, realtime_api
 from .access import RedactTokens, require_api_key
 from .audio_processor import AudioProcessor
 from .stream_capacity import StreamCapacity
+from .streaming import StreamPolicy
 from .client_files import ClientFiles
 from .config.settings import Settings, SettingsError, get_settings, logging_config, server_config
+from .confidence import ConfidenceRule
+from .engines.base import EngineError
+from .engines.model_files import ModelFilesError
 from .metrics import MetricsSnapshot, ServerMetrics
 from .websocket_manager import Limits, WebSocketManager
 
@@ -84,7 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
         metrics,
         min_audio_size=settings.MIN_AUDIO_SIZE,
         top_k=settings.TOP_K,
-        stream_policy=settings.stream_policy(),
+        stream_policy=StreamPolicy.from_settings(settings),
         limits=Limits(
             max_connections=settings.MAX_CONNECTIONS,
             max_bytes=settings.MAX_BYTES_PER_CONNECTION,
@@ -108,16 +112,26 @@ def create_app(settings: Settings) -> FastAPI:
         started = time.perf_counter()
         try:
             await asyncio.to_thread(audio_processor.load)
-        except Exception:
+        except Exception as exc:
             readiness.failed = True
-            logger.exception("Engine %s failed to load: shutting down", audio_processor.engine.name)
+            if isinstance(exc, (EngineError, ModelFilesError)):  # a message meant for the operator
+                logger.error("Engine %s failed to load: %s. Shutting down", audio_processor.engine.name, exc)
+            else:
+                logger.exception("Engine %s failed to load: shutting down", audio_processor.engine.name)
             signal.raise_signal(signal.SIGTERM)
             return
         readiness.loaded = True
+        info = audio_processor.engine_info()
+        metrics.engine_loaded(info)
         logger.info(
-            "Engine %s ready in %.2fs; listening for audio on /ws and /v1/realtime",
+            "Engine %s ready in %.2fs (%s); listening for audio on /ws and /v1/realtime",
             audio_processor.engine.name, time.perf_counter() - started,
+            ", ".join(f"{key} {value}" for key, value in info.items() if key not in ("name", "calibration")),
         )
+        if audio_processor.confidence.calibrated:
+            logger.info("Honesty rule: %s", audio_processor.confidence.calibration)
+        else:
+            logger.warning("Honesty rule: %s (README, \"Models and devices\")", audio_processor.confidence.calibration)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -264,7 +278,9 @@ class GracefulServer(uvicorn.Server):
 
 def _settings_or_exit() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
+        ConfidenceRule.from_settings(settings)  # the honesty rule's numbers check out (LIKELY_*, calibration)
+        return settings
     except SettingsError as exc:
         print(f"LangShazam cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -284,7 +300,7 @@ def main() -> None:
         ws_max_size=max(16 * 1024 * 1024, settings.MAX_FRAME_BYTES + 1024),
     )
     if config["debug"]:
-        uvicorn.run("src.main:app", reload=True, **options)
+        uvicorn.run(f"{__package__}.main:app", reload=True, **options)
         return
     server = GracefulServer(uvicorn.Config(app, **options), app)
     server.run()

@@ -10,7 +10,7 @@ from collections import Counter, deque
 from typing import Any
 
 import psutil
-from prometheus_client import CollectorRegistry, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, Info, ProcessCollector, generate_latest
 from prometheus_client import Counter as PromCounter
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +45,10 @@ class MetricsSnapshot(BaseModel):
     partials_skipped: int = Field(0, description="partial answers skipped because every inference slot was taken")
     analysis_steps: int = Field(0, description="live streams' analysis steps (decoding the new audio, the VAD over it)")
     analysis_step_seconds: float = Field(0.0, description="time those steps took, detections not included (s)")
+    engine: dict[str, Any] = Field(default_factory=dict, description=(
+        "the engine, once loaded: name; for the local one model, model_path, device, device_index, compute_type, "
+        "cpu_backend, workers, cpu_threads, max_batch; inference_slots; calibration and calibrated (false: the "
+        "conservative rule of a model without calibration)"))
 
 
 class ServerMetrics:
@@ -63,6 +67,7 @@ class ServerMetrics:
         self.partials_skipped = 0
         self.analysis_steps = 0
         self.analysis_step_seconds = 0.0
+        self.engine: dict[str, Any] = {}  # AudioProcessor.engine_info, once the engine is loaded
         self.cpu_cores = psutil.cpu_count(logical=True) or os.cpu_count() or 1
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime the counters: later calls measure since the previous one
@@ -109,7 +114,14 @@ class ServerMetrics:
             "detections not included", buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=r,
         )
 
+        self._p_engine = Info("langshazam_engine", "The engine: model, device, compute type, CPU backend, "
+                              "workers, threads, inference slots, calibration", registry=r)
+
     # --- events ---------------------------------------------------------------------------------------
+
+    def engine_loaded(self, info: dict[str, Any]) -> None:
+        self.engine = dict(info)
+        self._p_engine.info({key: str(value) for key, value in info.items()})
 
     def connection_opened(self) -> None:
         self.active_connections += 1
@@ -218,6 +230,7 @@ class ServerMetrics:
             "partials_skipped": self.partials_skipped,
             "analysis_steps": self.analysis_steps,
             "analysis_step_seconds": round(self.analysis_step_seconds, 4),
+            "engine": self.engine,
         }
 
     def prometheus(self) -> bytes:

@@ -152,7 +152,7 @@ async def realtime(websocket: WebSocket) -> None:
         return
     context = manager.context
     session = RealtimeSession(context, websocket, connection_id, RealtimeConfig(threshold=settings.VAD_THRESHOLD),
-                              settings.stream_policy(), session_updater(context.audio_processor))
+                              manager.stream_policy, session_updater(context.audio_processor))
     metrics.connection_opened()
     started = time.perf_counter()
     logger.info("[%s] Realtime transcription session opened", connection_id)

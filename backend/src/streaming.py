@@ -27,10 +27,14 @@ see the README, "End of speech".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .audio import SAMPLE_RATE
 from .protocol import Identification
 from .vad import Speech
+
+if TYPE_CHECKING:
+    from .config.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,22 @@ class StreamPolicy:
     end_silence_seconds: float = 0.5
     no_speech_seconds: float = 4.0
     first_window_seconds: float | None = 4.0  # the first partial's detection window (None: the engine's)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "StreamPolicy":
+        """The policy of the STREAM_* settings (and MIN_SPEECH_SECONDS, FINAL_STABLE_UPDATES)."""
+        first_window = settings.STREAM_FIRST_WINDOW_SECONDS
+        return cls(
+            first_partial_seconds=settings.STREAM_FIRST_PARTIAL_SECONDS,
+            update_seconds=settings.STREAM_UPDATE_SECONDS,
+            first_window_seconds=first_window if first_window < settings.DETECTION_WINDOW_SECONDS else None,
+            max_seconds=settings.STREAM_MAX_SECONDS,
+            stable_updates=settings.FINAL_STABLE_UPDATES,
+            min_speech_seconds=settings.MIN_SPEECH_SECONDS,
+            end_min_speech_seconds=settings.STREAM_MIN_SPEECH_SECONDS,
+            end_silence_seconds=settings.STREAM_END_SILENCE_SECONDS,
+            no_speech_seconds=settings.STREAM_NO_SPEECH_SECONDS,
+        )
 
 
 # The stream's VAD closes a speech segment after this much non-speech (the VAD's default, 500 ms, is

@@ -70,6 +70,11 @@ def test_dockerfile_deployment_contract():
     user = [line for line in instructions if line.startswith("USER ")]
     assert user and user[-1].split()[1].split(":")[0] not in ("0", "root")
     cmd = [line for line in instructions if line.startswith("CMD ")]
-    # Exec form, so that python is PID 1 and SIGTERM reaches uvicorn's handler (graceful drain).
-    assert cmd and json.loads(cmd[-1][4:]) == ["python", "-m", "src.main"]
-    assert any(line.startswith("RUN ") and "src.engines.model_files" in line for line in instructions)
+    # Exec form, so that the server's Python is PID 1 and SIGTERM reaches uvicorn's handler (graceful drain).
+    assert cmd and json.loads(cmd[-1][4:]) == ["langshazam", "serve"]
+    # The image installs the package (pyproject.toml), over the pinned requirements, and joins the model.
+    installs = [line for line in instructions if line.startswith("RUN ") and "pip install" in line]
+    assert any("-r requirements.txt" in line for line in installs)
+    assert any(re.search(r"pip install .*--no-deps .*\.(\s|$)", line) for line in installs), installs
+    assert any(line.startswith("COPY ") and "pyproject.toml" in line for line in instructions)
+    assert any(line.startswith("RUN ") and "langshazam.engines.model_files" in line for line in instructions)

