@@ -31,10 +31,11 @@ and the Realtime transcription WebSocket `/v1/realtime?intent=transcription`), s
 `base_url` set to this server's `/v1`.
 
 **WebSockets `/ws` and `/v1/realtime`** (not shown below, OpenAPI cannot describe them): their messages,
-options and close codes are in the AsyncAPI document [/asyncapi.yaml](/asyncapi.yaml) and in the README's
-"WebSocket protocol" and "Realtime transcription" sections.
+options and close codes are in the AsyncAPI document [/asyncapi.yaml](/asyncapi.yaml) and in the
+documentation's pages `docs/protocol.md` and `docs/openai.md` ("Realtime transcription").
 
-**API key**: when the server has `API_KEY` set, send `Authorization: Bearer KEY` ("Authorize" below); `/`,
+**API key**: when the server has `API_KEY` set, send `Authorization: Bearer KEY` ("Authorize" below, and the routes that need it say so: this
+document declares the key only on a server that has one); `/`,
 `/docs` and the page at `/ui/` stay open. Errors: `{"status": "error", "message": ...}`, except on `/v1`, which answers OpenAI's
 `{"error": {"message", "type", "param", "code"}}`.
 """

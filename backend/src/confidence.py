@@ -27,7 +27,7 @@ the command line, the page).
 
 Answers with no speech or too little (the VAD decides first) never reach this rule: they name no
 language and are not confident. The numbers are settings whose defaults were chosen on data (see the
-README's accuracy section); changing those defaults is all a new calibration needs.
+docs/accuracy.md); changing those defaults is all a new calibration needs.
 """
 
 from __future__ import annotations
