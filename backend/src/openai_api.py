@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Annotated, Any, Callable, Coroutine, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
@@ -194,7 +195,8 @@ async def list_models(processor: Annotated[AudioProcessor, Depends(get_processor
 
 
 @router.get("/models/{model_id}", summary="Describe a model", response_model=Model, responses=_ERRORS)
-async def retrieve_model(model_id: str, processor: Annotated[AudioProcessor, Depends(get_processor)]) -> Model:
+async def retrieve_model(model_id: Annotated[str, FastAPIPath(examples=list(OPENAI_MODEL_IDS))],
+                         processor: Annotated[AudioProcessor, Depends(get_processor)]) -> Model:
     check_model(processor, model_id)
     return _model(model_id)
 
