@@ -50,7 +50,7 @@ def schemathesis(srv: Server, workdir: Path, key: str | None = None) -> subproce
 def assert_clean(run: subprocess.CompletedProcess, srv: Server) -> None:
     summary = run.stdout[run.stdout.rfind("SUMMARY"):]
     assert run.returncode == 0, f"{run.stdout[-6000:]}\n{run.stderr[-2000:]}\nserver log:\n{srv.log()[-3000:]}"
-    assert "passed" in summary and "failure" not in summary and "error" not in summary.lower(), summary
+    assert " passed" in summary and "failure" not in summary, summary  # exit 0 is no failure and no error
     assert srv.process.poll() is None  # and it still serves
 
 
@@ -66,8 +66,8 @@ def test_security_only_where_a_key_is_set(server, keyed):
     open_spec = server.get("/openapi.json").json()
     guarded_spec = keyed.get("/openapi.json").json()
     assert "securitySchemes" not in open_spec.get("components", {})
-    assert guarded_spec["components"]["securitySchemes"]["apiKey"] == {
-        "type": "http", "scheme": "bearer", "description": guarded_spec["components"]["securitySchemes"]["apiKey"]["description"]}
+    scheme = guarded_spec["components"]["securitySchemes"]["apiKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     for path, method, error in [("/languages", "get", "ErrorAnswer"), ("/metrics", "get", "ErrorAnswer"),
                                 ("/metrics/prometheus", "get", "ErrorAnswer"), ("/detect", "post", "ErrorAnswer"),
                                 ("/v1/models", "get", "ErrorResponse"),
