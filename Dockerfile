@@ -12,7 +12,7 @@ FROM python:3.11-slim
 
 # MALLOC_*: glibc keeps two malloc arenas and maps blocks of 1 MB or more on their own (given back to the
 # system when freed): with many threads handling audio buffers, this halved the peak RSS of 20 long streams
-# (README, "Long audio, memory and CPU").
+# (docs/hardening.md, "Long audio, memory and CPU").
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -1,5 +1,5 @@
 // Types of langshazam.js, LangShazam's browser client. The answer objects are the server's `data`, as
-// the README's "Messages from the server" describes them; fields a server may not send are optional.
+// docs/protocol.md ("Messages from the server") describes them; fields a server may not send are optional.
 
 /** What a LangShazamError is about. */
 export type ErrorCode =

@@ -4,7 +4,7 @@
 //   const session = await listen({ url: "https://your-server", onPartial: (data) => show(data) });
 //   const answer = await session.result; // { language, language_name, confidence, confident, top, ... }
 //
-// All of LangShazam's browser protocol is here (README, "WebSocket protocol"): the recorder type, 250 ms
+// All of LangShazam's browser protocol is here (docs/protocol.md): the recorder type, 250 ms
 // chunks, the options in the query string, partial / segment / final messages, one retry on a busy server
 // (close 1013; after the server's retry_after when it sends one, at most 5 s), close codes and HTTP
 // statuses mapped to LangShazamError codes. Types: langshazam.d.ts.
@@ -94,7 +94,7 @@ function refused(code, said, details) {
   return new LangShazamError(code, messages[code], details);
 }
 
-// Close codes (and the error message before them) as error codes: README, "Messages from the server".
+// Close codes (and the error message before them) as error codes: docs/protocol.md, "Messages from the server".
 function closeError(closeCode, said, context) {
   const details = { serverMessage: said, closeCode, apiKey: context.apiKey, retried: context.retried };
   const text = said || "";

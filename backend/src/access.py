@@ -7,10 +7,7 @@ import logging
 import re
 from urllib.parse import urlsplit
 
-from typing import Annotated
-
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import HTTPException, Request
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
@@ -44,14 +41,10 @@ def presented_key(headers, query_params) -> str | None:
     return query_params.get("token")
 
 
-# Declares the key in the OpenAPI document (the "Authorize" button of /docs); the check is require_api_key's.
-_bearer = HTTPBearer(auto_error=False, description="the server's API_KEY, when it has one set")
-
-
-def require_api_key(
-    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None
-) -> None:
-    """FastAPI dependency: 401 unless the API key (when one is configured) is presented."""
+def require_api_key(request: Request) -> None:
+    """FastAPI dependency: 401 unless the API key (when one is configured) is presented. The OpenAPI
+    document declares the key (bearer security, 401) on the routes that depend on this, and only when the
+    server has a key: see api_docs.declare_access."""
     expected = request.app.state.settings.API_KEY
     if expected and not token_matches(presented_key(request.headers, request.query_params), expected):
         request.app.state.metrics.rejected("unauthorized")

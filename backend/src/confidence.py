@@ -26,9 +26,9 @@ the command line, the page).
    and never confident.
 
 Answers with no speech or too little (the VAD decides first) never reach this rule: they name no
-language and are not confident. The numbers are Whisper base's calibration, chosen on data (see the
-README's accuracy section): the settings' defaults; another model brings its own calibration file, or
-answers under the conservative rule (src/calibration.py).
+language and are not confident. The numbers are Whisper base's calibration, chosen on data (see
+docs/accuracy.md): the settings' defaults; another model brings its own calibration file, or answers
+under the conservative rule (src/calibration.py).
 """
 
 from __future__ import annotations

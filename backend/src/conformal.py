@@ -1,5 +1,5 @@
 """Split-conformal calibration of the likely set (what `ConfidenceRule.likely` applies; see its rule in
-src/confidence.py and the README's "Likely languages").
+src/confidence.py and docs/honesty.md, the likely set's method).
 
 The sets are nested in one number, a threshold t on cumulative probability: S_t(x) lists the most likely
 languages, most likely first, up to and including the first whose cumulative probability passes t (the

@@ -80,7 +80,7 @@ class Candidate(BaseModel):
 
 
 class TimelineSegment(BaseModel):
-    """One stretch of speech in one language (see the README's "Language timeline")."""
+    """One stretch of speech in one language (see docs/timeline.md)."""
 
     start: float = Field(description="seconds from the start of the input")
     end: float
@@ -94,7 +94,7 @@ class TimelineSegment(BaseModel):
 
 
 class AnswerData(BaseModel):
-    """The `data` of an answer, as on /ws (the README describes each field)."""
+    """The `data` of an answer, as on /ws (docs/protocol.md describes each field)."""
 
     language: str | None = Field(description="ISO 639-1 code, or null with a `reason`")
     language_name: str | None

@@ -13,14 +13,15 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Literal
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import api_docs, http_api, openai_api, protocol, realtime_api
@@ -68,6 +69,12 @@ class Readiness:
         if self.draining:
             return "the server is shutting down: try again on another server"
         return None
+
+
+class ReadyState(BaseModel):
+    """GET /ready's answer."""
+
+    status: Literal["ready", "loading", "draining", "failed"]
 
 
 WEB_DIR = Path(__file__).resolve().parent / "web"  # the browser page served at /ui
@@ -194,7 +201,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def root() -> dict[str, str]:
         return {"message": "Server is running!"}
 
-    @app.get("/ready", summary="Readiness: 200 when the server accepts work, 503 while loading or draining")
+    @app.get("/ready", summary="Readiness: 200 when the server accepts work, 503 while loading or draining",
+             responses={200: {"model": ReadyState}, 503: {"model": ReadyState, "description": "loading, draining or failed"}})
     async def ready() -> JSONResponse:
         """Readiness: 200 once the engine is loaded and the server accepts work; 503 while it loads and
         from the moment it is asked to shut down."""
@@ -205,7 +213,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def get_metrics() -> dict:
         return metrics.get_metrics_dict()
 
-    @app.get("/metrics/prometheus", summary="Counters, in Prometheus' text format", dependencies=[Depends(require_api_key)])
+    @app.get("/metrics/prometheus", summary="Counters, in Prometheus' text format", dependencies=[Depends(require_api_key)],
+             response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def get_prometheus() -> Response:
         return Response(metrics.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

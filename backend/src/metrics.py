@@ -20,7 +20,7 @@ _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 
 
 class MetricsSnapshot(BaseModel):
-    """GET /metrics, as documented in /docs (and the README)."""
+    """GET /metrics, as documented in /docs (and docs/http-api.md)."""
 
     model_config = ConfigDict(extra="allow")
 

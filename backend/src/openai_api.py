@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Annotated, Any, Callable, Coroutine, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
@@ -194,7 +195,8 @@ async def list_models(processor: Annotated[AudioProcessor, Depends(get_processor
 
 
 @router.get("/models/{model_id}", summary="Describe a model", response_model=Model, responses=_ERRORS)
-async def retrieve_model(model_id: str, processor: Annotated[AudioProcessor, Depends(get_processor)]) -> Model:
+async def retrieve_model(model_id: Annotated[str, FastAPIPath(examples=list(OPENAI_MODEL_IDS))],
+                         processor: Annotated[AudioProcessor, Depends(get_processor)]) -> Model:
     check_model(processor, model_id)
     return _model(model_id)
 
@@ -540,7 +542,13 @@ def language_at(timeline: list[dict[str, Any]], start: float, end: float) -> str
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-async def not_served(path: str) -> Response:
+async def not_served(path: str, request: Request) -> Response:
+    """404 for a path /v1 does not serve; 405 (with `Allow`) for a wrong method on one it serves."""
+    allowed = sorted({method for route in router.routes if route.endpoint is not not_served
+                      and route.path_regex.match(request.url.path) for method in route.methods})
+    if allowed:
+        raise OpenAIError(405, f"{request.method} is not allowed on /v1/{path[:100]}: use {', '.join(allowed)}",
+                          code="method_not_allowed", headers={"Allow": ", ".join(allowed)})
     raise OpenAIError(404, f"LangShazam does not serve /v1/{path[:100]} (see GET /docs)", code="not_found")
 
 

@@ -1,4 +1,4 @@
-"""LangShazam's WebSocket/HTTP messages, in one place (the README documents them).
+"""LangShazam's WebSocket/HTTP messages, in one place (docs/protocol.md documents them).
 
 Server to client, all JSON objects:
 - `{"status": "success", "data": {...}, "timestamp": ISO-8601, "connection_id": id}`: the answer.

@@ -21,7 +21,7 @@ A final answer with no speech says `no_speech`, with less than `min_speech_secon
 
 The pause rule's values were chosen by measurement (scripts/end_of_speech.py on both evaluation sets:
 what each choice costs in top-1, since people pause mid-sentence too, against how long the user waits):
-see the README, "End of speech".
+see docs/end-of-speech.md.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@
    (src/confidence.py) judges it: under UNCERTAIN_BELOW it names no language (`reason: "uncertain"`)
    rather than guess; `confident` as for any answer.
 
-The defaults were chosen with scripts/evaluate_timeline.py (see the README's "Language timeline").
+The defaults were chosen with scripts/evaluate_timeline.py (see docs/timeline.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """WebSocketManager: admits each client on /ws and hands it to its mode's session.
 
-Three modes (see README, "WebSocket protocol"):
+Three modes (see docs/protocol.md):
 - once (the original design, once_session.py): one answer at MIN_AUDIO_SIZE bytes (20 KB), on stop, or
   after a quiet spell;
 - stream (`?mode=stream` or a first frame `{"type": "start", "mode": "stream"}`, stream_session.py):

@@ -14,7 +14,7 @@ a few points under one machine's figure fails on the other. So:
 - The honesty rule: confident answers are nearly always right on each set and cover at least half of the
   speech; non-speech is never named; a language the model does not know (Kinyarwanda) is never confident.
 
-Measured (scripts/evaluate.py; 2 cores; `CT2_USE_MKL=0` oneDNN / `=1` MKL): see README, "Accuracy".
+Measured (scripts/evaluate.py; 2 cores; `CT2_USE_MKL=0` oneDNN / `=1` MKL): see docs/accuracy.md.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     the engine than twice MAX_CONCURRENT_CALLS, is refused at once with close 1013 and `retry_after`;
     admitted streams are never refused mid-stream. 0: STREAMS_PER_CORE per CPU core."""
     STREAMS_PER_CORE: int = Field(15, ge=1)
-    """MAX_STREAMS when it is 0, per CPU core (README, "Capacity": measured on 2 cores)."""
+    """MAX_STREAMS when it is 0, per CPU core (docs/capacity.md: measured on 2 cores)."""
     STREAM_RETRY_AFTER_SECONDS: float = Field(5.0, gt=0)
     """The `retry_after` hint sent with a refusal for lack of capacity."""
     MAX_BYTES_PER_CONNECTION: int = Field(10 * 1024 * 1024, ge=1)
@@ -171,7 +171,7 @@ class Settings(BaseSettings):
 
     # --- the honesty rule on every answer (see src/confidence.py) ------------------------------------
     # The defaults were chosen on both evaluation sets, each checked on the other (scripts/evaluate.py;
-    # README, "Accuracy"): Whisper base's own probabilities are already close to calibrated (the fitted
+    # docs/accuracy.md): Whisper base's own probabilities are already close to calibrated (the fitted
     # temperature is 0.9 on one set and 1.1 on the other), and with the thresholds below confident answers
     # were right 100 % / 98.6 % of the time on the two sets, on both CTranslate2 int8 backends. Re-checked
     # on three sets (choose on two, check on the third): confident answers right 100 / 98.6 / 96.3 % held
@@ -204,8 +204,8 @@ class Settings(BaseSettings):
     """The likely set's calibration, `coverage:threshold` pairs: a set lists top languages until their
     cumulative calibrated probability passes the threshold. The defaults are the split-conformal thresholds
     (the ceil((n+1)·coverage)-th smallest score) on the 227 speech clips of the three evaluation sets, the
-    higher of the two CTranslate2 backends' at each level (scripts/evaluate.py, "Likely set"; README,
-    "Likely languages"). No level above 0.95 is finite there: the few confident wrong answers (scored
+    higher of the two CTranslate2 backends' at each level (scripts/evaluate.py, "Likely set"; docs/honesty.md,
+    the likely set's method). No level above 0.95 is finite there: the few confident wrong answers (scored
     +inf) are more than 3 % of the clips' highest scores."""
 
     # --- stream mode (see src/streaming.py for the rule) -----------------------------------------
@@ -218,7 +218,7 @@ class Settings(BaseSettings):
     speech; later answers use DETECTION_WINDOW_SECONDS). A shorter window costs the encoder less, and a
     first answer on a short window is never confident (a first impression); it waits for a slot after
     the finals. 4 s: at 30 streams that start together, first partials came at p95 2.0-2.4 s instead of
-    3.4 s (scripts/capacity.py, README "Capacity"); on 1 s of speech, top-1 was the same as with 8 s (README,
+    3.4 s (scripts/capacity.py, docs/capacity.md); on 1 s of speech, top-1 was the same as with 8 s (docs/protocol.md,
     "Mode `stream`"). As long as DETECTION_WINDOW_SECONDS or more: off (the first partial is then skipped
     like any other while the slots are busy)."""
     STREAM_MAX_SECONDS: float = Field(15.0, gt=0.0, le=120.0)
@@ -231,12 +231,12 @@ class Settings(BaseSettings):
     STREAM_END_SILENCE_SECONDS: float = Field(0.5, ge=0.0)
     """... a pause (non-speech per the VAD) of this long after the last speech ends the stream (`ended_by:
     "end_of_speech"`); the stream's VAD sees pauses from 0.25 s. 0: off. Chosen by measurement
-    (scripts/end_of_speech.py, README "End of speech")."""
+    (scripts/end_of_speech.py, docs/end-of-speech.md)."""
     STREAM_NO_SPEECH_SECONDS: float = Field(4.0, ge=0.0)
     """A stream with no speech for this long ends (`ended_by: "no_speech"`); with less speech than
     STREAM_MIN_SPEECH_SECONDS, this long a pause after it ends it too. 0: off."""
 
-    # --- language timeline (see src/timeline.py and the README's "Language timeline") ------------
+    # --- language timeline (see src/timeline.py and docs/timeline.md) -------------------------------
     TIMELINE_WINDOW_SECONDS: float = Field(8.0, ge=0.5, le=30.0)
     """Longest window of speech judged by one detection in a timeline; longer speech is cut into equal
     pieces. The local engine pads shorter audio to DETECTION_WINDOW_SECONDS anyway, so up to that a longer

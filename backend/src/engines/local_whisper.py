@@ -9,7 +9,7 @@ an 8 s minimum window keeps the accuracy of short clips (see the benchmark).
 
 A detection looks at most `max_seconds` (12 s) of audio, the first ones: the encoder's cost grows with its
 window (a 30 s window costs ~4x an 8 s one), and more than 12 s of speech did not name the language better
-on either evaluation set (README, "Accuracy"), so a detection costs about the same whatever the length.
+on either evaluation set (docs/accuracy.md), so a detection costs about the same whatever the length.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ _HOP = 160  # samples per mel frame
 _MAX_SECONDS = 30  # Whisper's positional embedding covers 30 s
 # Peak of the log-mel features after levelling. Loud recordings (Common Voice's peak is ~1.36) confuse
 # Whisper base's language head; levelling to 1.0 raised top-1 on the dev set from 75.8 % to 81.8 %
-# (0.9-1.1 all helped; see the README's accuracy section).
+# (0.9-1.1 all helped; see docs/accuracy.md).
 LEVEL_TARGET = 1.0
 
 
