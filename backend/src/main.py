@@ -23,10 +23,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from . import api_docs, http_api, openai_api, protocol, realtime_api
-from .access import RedactTokens, require_api_key
+from .access import HostPolicy, RedactTokens, require_api_key
 from .audio_processor import AudioProcessor
+from .client_connections import ClientConnections
 from .stream_capacity import StreamCapacity
 from .streaming import StreamPolicy
 from .client_files import ClientFiles
@@ -83,12 +85,15 @@ WEB_DIR = Path(__file__).resolve().parent / "web"  # the browser page served at 
 def configure_logging(settings: Settings) -> None:
     config = logging_config(settings)
     logging.basicConfig(level=config["level"], format=config["format"], datefmt=config["datefmt"], force=True)
-    for name in ("uvicorn.error", "uvicorn.access", "uvicorn"):
+    for name in ("uvicorn.error", "uvicorn.access", "uvicorn"):  # uvicorn's own handlers
         logging.getLogger(name).addFilter(RedactTokens())
+    for handler in logging.getLogger().handlers:  # every record that reaches the root: the server's own
+        handler.addFilter(RedactTokens())
 
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = ServerMetrics()
+    hosts = HostPolicy(settings.allowed_hosts, any_host=bool(settings.API_KEY))
     audio_processor = AudioProcessor.from_settings(settings, on_queue_change=metrics.queue_changed)
     ws_manager = WebSocketManager(
         audio_processor,
@@ -111,6 +116,8 @@ def create_app(settings: Settings) -> FastAPI:
         once_quiet_seconds=settings.ONCE_QUIET_SECONDS,
         capacity=StreamCapacity(settings.max_streams, audio_processor, settings.STREAM_RETRY_AFTER_SECONDS,
                                 on_change=metrics.streams_changed),
+        hosts=hosts,
+        clients=ClientConnections(settings.MAX_CONNECTIONS_PER_CLIENT, settings.STREAM_RETRY_AFTER_SECONDS),
     )
 
     readiness = Readiness()
@@ -183,6 +190,19 @@ def create_app(settings: Settings) -> FastAPI:
             return not_ready_response(reason)
         return await call_next(request)
 
+    @app.middleware("http")
+    async def refuse_unknown_hosts(request: Request, call_next):  # noqa: ANN001, ANN202
+        # Without an API key only the loopback names and ALLOWED_HOSTS are answered (DNS rebinding);
+        # WebSocket upgrades are checked in WebSocketManager.admission.
+        host = request.headers.get("host")
+        if not hosts.allows(host):
+            metrics.rejected("host")
+            logger.warning("Refused a request for the host %r (ALLOWED_HOSTS)", str(host)[:100])
+            if request.url.path.startswith(openai_api.router.prefix + "/"):
+                return openai_api.OpenAIError(400, hosts.refusal(host), code="host_not_allowed").response()
+            return JSONResponse(protocol.error(hosts.refusal(host), "http"), status_code=400)
+        return await call_next(request)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
@@ -227,6 +247,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def ui_redirect() -> RedirectResponse:
         return RedirectResponse("/ui/")
 
+    @app.get("/ui/config.json", include_in_schema=False)
+    async def ui_config() -> dict[str, list[str]]:
+        """What the page reads before it connects: the servers it may be pointed at besides its own."""
+        return {"servers": settings.ui_servers}
+
     app.mount("/ui/", StaticFiles(directory=WEB_DIR, html=True), name="ui")
     app.mount("/client/", ClientFiles(), name="client")  # langshazam.js and langshazam.d.ts, for pages to import
 
@@ -244,6 +269,8 @@ def create_app(settings: Settings) -> FastAPI:
         await ws_manager.handle_connection(websocket)
         logger.info("WebSocket connection lasted %.2fs", time.perf_counter() - started)
 
+    if settings.trusted_proxies:  # outermost: every check sees the client the proxy names
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 
@@ -307,6 +334,7 @@ def main() -> None:
         port=int(config["port"]),
         log_level=logging_config(settings)["level"].lower(),
         ws_max_size=max(16 * 1024 * 1024, settings.MAX_FRAME_BYTES + 1024),
+        proxy_headers=False,  # X-Forwarded-For only from TRUSTED_PROXIES (create_app), not uvicorn's default
     )
     if config["debug"]:
         uvicorn.run(f"{__package__}.main:app", reload=True, **options)

@@ -1,9 +1,9 @@
 """OpenAI's Realtime API for transcription: the WebSocket `/v1/realtime?intent=transcription`.
 
 Code written against OpenAI's SDK connects with `client.realtime.connect(extra_query={"intent":
-"transcription"})` and its `base_url` pointed here. Admission is /ws's (WebSocketManager.admission: Origin,
-`Authorization: Bearer` API key, MAX_CONNECTIONS and shutdown, refused with an `error` event and close
-1008 / 1013), as are the limits (idle timeout, frame size, MAX_AUDIO_SECONDS per input audio buffer), the
+"transcription"})` and its `base_url` pointed here. Admission is /ws's (WebSocketManager.admission: Host,
+Origin, `Authorization: Bearer` API key, MAX_CONNECTIONS and MAX_CONNECTIONS_PER_CLIENT, shutdown, refused
+with an `error` event and close 1008 / 1013), as are the limits (idle timeout, frame size, MAX_AUDIO_SECONDS per input audio buffer), the
 inference slots and the metrics. Conversation sessions (`type: "realtime"`, responses, items) are not served.
 
 This module checks what a client asks of a session (`session.update`, read with the SDK's own types);
@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from .audio_processor import AudioProcessor
 from .openai_api import OpenAIError, check_keywords, check_language, served_models
 from .realtime_session import EventError, RealtimeConfig, RealtimeSession
-from .session import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
+from .session import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, ClientError
 from .stream_capacity import StreamsFull
 
 logger = logging.getLogger(__name__)
@@ -118,8 +118,7 @@ def _transcription_changes(processor: AudioProcessor, transcription: Any) -> dic
 @router.websocket("/v1/realtime")
 async def realtime(websocket: WebSocket) -> None:
     app = websocket.app
-    readiness, manager = app.state.readiness, app.state.ws_manager
-    metrics, settings = app.state.metrics, app.state.settings
+    readiness, manager, metrics = app.state.readiness, app.state.ws_manager, app.state.metrics
     reason = readiness.refusing
     if reason is not None:  # as /ws: an HTTP 503 to the upgrade, which a proxy retries elsewhere
         metrics.rejected("not_ready")
@@ -128,13 +127,26 @@ async def realtime(websocket: WebSocket) -> None:
         return
     connection_id = str(uuid.uuid4())[:8]
     refusal = manager.admission(websocket)
+    held = manager.hold(websocket) if refusal is None else None  # counted for its client until it closes
+    try:
+        await _session(websocket, connection_id, refusal)
+    finally:
+        if held is not None:
+            held.release()
+
+
+async def _session(websocket: WebSocket, connection_id: str, refusal: ClientError | None) -> None:
+    """A connection past the readiness check: refused (admission's `refusal`, the intent, the door for
+    live streams) or served."""
+    app = websocket.app
+    manager, metrics, settings = app.state.ws_manager, app.state.metrics, app.state.settings
     intent = websocket.query_params.get("intent")
     await websocket.accept()
     if refusal is not None:
         metrics.rejected(refusal.kind)
         logger.warning("[%s] Realtime refused: %s", connection_id, refusal.message)
         code = "invalid_api_key" if refusal.kind == "unauthorized" else refusal.kind
-        await _refuse(websocket, refusal.message, code, refusal.close_code)
+        await _refuse(websocket, refusal.message, code, refusal.close_code, refusal.retry_after)
         return
     if intent != "transcription":
         metrics.error("bad_message")

@@ -8,7 +8,8 @@ Three modes (see docs/protocol.md):
 - continuous (`?mode=continuous` or in the start frame, continuous_session.py): a segment per utterance
   (language and times), partials meanwhile, and a summary when the stream ends.
 
-Every connection is checked on arrival (origin, API key, connection limit) and bounded while it lasts
+Every connection is checked on arrival (Host, origin, API key, connection limits, the per-client cap of
+client_connections.py) and bounded while it lasts
 (bytes, seconds of audio, frame size, idle time); each refusal is an error message and a close code.
 What the sessions share (limits, errors, receiving, detections, answers) is in session.py.
 """
@@ -24,9 +25,10 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from . import protocol
-from .access import origin_allowed, presented_key, token_matches
+from .access import HostPolicy, client_of, origin_allowed, presented_key, token_matches
 from .audio import AudioDecodeError, AudioStream
 from .audio_processor import AudioProcessor
+from .client_connections import ClientConnections, Held
 from .metrics import ServerMetrics
 from .continuous_session import ContinuousSession
 from .once_session import OnceSession
@@ -58,6 +60,8 @@ class WebSocketManager:
         api_key: str = "",
         once_quiet_seconds: float = 2.0,
         capacity: StreamCapacity | None = None,
+        hosts: HostPolicy | None = None,
+        clients: ClientConnections | None = None,
     ) -> None:
         self.audio_processor = audio_processor
         self.metrics = metrics
@@ -67,6 +71,8 @@ class WebSocketManager:
         self.limits = limits or Limits()
         self.allowed_origins = allowed_origins if allowed_origins is not None else ["*"]
         self.api_key = api_key
+        self.hosts = hosts or HostPolicy([], any_host=True)
+        self.clients = clients or ClientConnections(0)
         self.once_quiet_seconds = once_quiet_seconds
         self._shutdown = asyncio.Event()
         # Live streams (stream and continuous modes, Realtime sessions) are admitted at the door.
@@ -91,12 +97,16 @@ class WebSocketManager:
         return self._context
 
     def admission(self, websocket: WebSocket) -> ClientError | None:
-        """Why this connection may not be served, if it may not (origin, API key, connection limit,
-        shutdown): the same rules for /ws and /v1/realtime."""
+        """Why this connection may not be served, if it may not (Host, origin, API key, connection limits,
+        shutdown): the same rules for /ws and /v1/realtime. An admitted connection is then `hold`-en at
+        once, with no await in between."""
         if self._shutdown.is_set():
             return ClientError("the server is shutting down: try again later", CLOSE_TRY_AGAIN_LATER, "shutting_down", True)
+        host = websocket.headers.get("host")
+        if not self.hosts.allows(host):
+            return ClientError(self.hosts.refusal(host), CLOSE_POLICY_VIOLATION, "host", True)
         origin = websocket.headers.get("origin")
-        if not origin_allowed(origin, websocket.headers.get("host"), self.allowed_origins):
+        if not origin_allowed(origin, host, self.allowed_origins, self.hosts):
             return ClientError(f"origin {origin[:100]!r} is not allowed", CLOSE_POLICY_VIOLATION, "origin", True)
         if self.api_key and not token_matches(presented_key(websocket.headers, websocket.query_params), self.api_key):
             return ClientError(
@@ -108,20 +118,34 @@ class WebSocketManager:
                 f"the server has {self.limits.max_connections} connections open: try again later",
                 CLOSE_TRY_AGAIN_LATER, "too_many_connections", True,
             )
+        full = self.clients.refusal(self.client_of(websocket))
+        if full is not None:
+            return ClientError(full.message, CLOSE_TRY_AGAIN_LATER, "client_limit", True, full.retry_after)
         return None
+
+    def client_of(self, websocket: WebSocket) -> str:
+        """Who this connection's client is (access.client_of), for the per-client cap."""
+        return client_of(websocket.client.host if websocket.client else None, self.api_key)
+
+    def hold(self, websocket: WebSocket) -> Held:
+        """Count an admitted connection for its client until `release`."""
+        return self.clients.hold(self.client_of(websocket))
 
     async def handle_connection(self, websocket: WebSocket) -> None:
         connection_id = str(uuid.uuid4())[:8]
         refusal = self.admission(websocket)
-        await websocket.accept()
         if refusal is not None:
+            await websocket.accept()
             self.metrics.rejected(refusal.kind)
             logger.warning("[%s] Refused: %s", connection_id, refusal.message)
-            await self._close_with_error(websocket, connection_id, refusal.message, refusal.close_code)
+            await self._close_with_error(websocket, connection_id, refusal.message, refusal.close_code,
+                                         refusal.retry_after)
             return
+        held = self.hold(websocket)
         self.metrics.connection_opened()
-        logger.info("[%s] Connection opened", connection_id)
         try:
+            await websocket.accept()
+            logger.info("[%s] Connection opened", connection_id)
             await self._serve(websocket, connection_id)
         except WebSocketDisconnect as exc:
             logger.info("[%s] Client disconnected (code %s)", connection_id, exc.code)
@@ -139,6 +163,7 @@ class WebSocketManager:
                 websocket, connection_id, "internal error while processing the audio", CLOSE_INTERNAL_ERROR
             )
         finally:
+            held.release()
             self.metrics.connection_closed()
             self.metrics.log_current_metrics(connection_id)
 

@@ -159,8 +159,9 @@ def test_refused_microphone(server, browser):
     assert state["listen"] == "Listen"
 
 
-def test_server_unreachable(server, browser, tmp_path):
+def test_server_unreachable(make_server, browser, tmp_path):
     closed = f"ws://127.0.0.1:{free_port()}/ws"
+    server = make_server({"UI_SERVERS": closed})  # the page goes only where its server lists
     driver = browser(fake_audio=speech_wav(tmp_path, "en_cv_5.mp3"))
     listen(driver, f"{server.http}/ui/?server={closed}")
     state = wait_for(driver, finished, timeout=15, what="an error")

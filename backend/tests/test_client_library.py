@@ -31,6 +31,7 @@ REACT_DIR = CLIENT_DIR / "examples" / "react"
 EXAMPLE_SERVER = "http://localhost:10000"  # the examples' server address, replaced by the test server's
 KEY = "test-key-21"
 TIMEOUT = 40  # seconds for one listening session to end
+SCRIPTED_PORT = free_port()  # the scripted /ws server the /ui page is pointed at (lib_server lists it)
 
 # What the test pages record, installed in every page before its own scripts: each MediaRecorder made,
 # the WebSocket messages received and text frames sent, the page's text as it changes. Setting
@@ -190,7 +191,8 @@ def servers(tmp_path_factory, model_cache, pages):
                                               "MAX_STREAMS": "1", "STREAM_RETRY_AFTER_SECONDS": str(RETRY_AFTER)},
                            wait=False)
     try:
-        lib_server = start_server(tmp, model_cache, {"CORS_ORIGINS": pages.listed})
+        lib_server = start_server(tmp, model_cache, {"CORS_ORIGINS": pages.listed,
+                                                     "UI_SERVERS": f"ws://127.0.0.1:{SCRIPTED_PORT}/ws"})
         wait_ready(guarded)
         yield lib_server, guarded
         lib_server.stop()
@@ -387,9 +389,9 @@ def test_the_page_words_each_verdict(servers, driver):
             ws.send(json.dumps(message))
         ws.close(1000)
 
-    with serve(scripted, "127.0.0.1", 0) as fake:
+    with serve(scripted, "127.0.0.1", SCRIPTED_PORT) as fake:  # listed in the page's server's UI_SERVERS
         threading.Thread(target=fake.serve_forever, daemon=True).start()
-        driver.get(f"{servers[0].http}/ui/?server=ws://127.0.0.1:{fake.socket.getsockname()[1]}/ws")
+        driver.get(f"{servers[0].http}/ui/?server=ws://127.0.0.1:{SCRIPTED_PORT}/ws")
         driver.find_element("id", "listen").click()
         for data, words in (
             (answer("de", True), "German…"),

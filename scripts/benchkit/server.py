@@ -63,6 +63,8 @@ class Server:
         self.log_path = log_path
         env = {k: v for k, v in os.environ.items() if engine_env or not k.startswith(("OPENAI_", "ENGINE"))}
         env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"})
+        # A benchmark's clients all connect from 127.0.0.1: one client to the per-client cap, so no cap.
+        env.setdefault("MAX_CONNECTIONS_PER_CLIENT", "0")
         env.update(extra_env or {})  # MODEL_CACHE_DIR: inherited, else the server's default
         env.update({"HOST": "127.0.0.1", "PORT": str(self.port)})  # loopback only, whatever extra_env says
         self.env = env

@@ -44,10 +44,29 @@ class Settings(BaseSettings):
     API_KEY: str = ""
     """When set, /ws, /detect, /languages, /v1 and /metrics require it (`Authorization: Bearer KEY`, or
     `?token=KEY` on /ws for browsers); `GET /`, /docs and the page at /ui stay open."""
+    ALLOWED_HOSTS: str = ""
+    """Without API_KEY, the server answers only requests whose Host is `localhost`, `127.0.0.1` or `[::1]`
+    (any port) or one of these comma-separated names (`*.example.com`: its subdomains; `*`: any), on HTTP
+    (400 otherwise) and WebSocket (close 1008): a page on another site whose name was pointed at this
+    machine (DNS rebinding) cannot use it. Behind a domain or reached by another name, list it here. With
+    API_KEY set the key guards the server and any Host is answered."""
+    TRUSTED_PROXIES: str = ""
+    """Addresses or networks (`10.0.0.0/8`; `*`: any) of the reverse proxies in front of the server: their
+    X-Forwarded-For names the client (uvicorn's forwarded_allow_ips). Empty: X-Forwarded-For is ignored
+    and a client is the address that connected."""
+    UI_SERVERS: str = ""
+    """WebSocket URLs (comma-separated, e.g. `wss://other.example/ws`) the page at /ui may be pointed at
+    with `?server=`, besides its own server; any other is refused by the page. Empty: only its own."""
 
     # --- limits (each refusal is an error message, an RFC 6455 close code, and a count in /metrics) ---
     MAX_CONNECTIONS: int = Field(64, ge=1)
     """Open WebSocket connections at once; over it: "try again later" and close 1013."""
+    MAX_CONNECTIONS_PER_CLIENT: int = Field(16, ge=0)
+    """WebSocket connections (/ws in every mode, /v1/realtime) one client may hold open at once, so that
+    no client holds every slot of MAX_CONNECTIONS or MAX_STREAMS; beyond it: close 1013 with `retry_after`
+    (STREAM_RETRY_AFTER_SECONDS). A client is its API key when API_KEY is set (every holder of the key is
+    one client: raise this when one key serves many users), else its address (see TRUSTED_PROXIES; raise
+    it for many users behind one NAT). 0: no per-client cap."""
     MAX_STREAMS: int = Field(0, ge=0)
     """Live streams one replica serves at once (/ws stream and continuous modes, Realtime transcription
     sessions). A stream asking to start beyond it, or while more answers owed to admitted streams wait for
@@ -271,7 +290,27 @@ class Settings(BaseSettings):
 
     @property
     def cors_origins(self) -> list[str]:
-        return [origin.strip() for origin in self.CORS_ORIGINS.split(",") if origin.strip()]
+        return _items(self.CORS_ORIGINS)
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        return [host.lower() for host in _items(self.ALLOWED_HOSTS)]
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return _items(self.TRUSTED_PROXIES)
+
+    @property
+    def ui_servers(self) -> list[str]:
+        return _items(self.UI_SERVERS)
+
+    @field_validator("ALLOWED_HOSTS")
+    @classmethod
+    def _host_patterns(cls, value: str) -> str:
+        for pattern in _items(value):
+            if "*" in pattern[1:] or (pattern.startswith("*") and pattern != "*" and not pattern.startswith("*.")):
+                raise ValueError(f"{pattern!r}: a wildcard is `*` alone or a leading `*.` (`*.example.com`)")
+        return value
 
     def check(self) -> "Settings":
         """Checks that need more than one field."""
@@ -281,6 +320,11 @@ class Settings(BaseSettings):
         if model.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(model)):
             raise SettingsError(f"WHISPER_MODEL={model!r} is not a directory (nor a model name such as small)")
         return self
+
+
+def _items(text: str) -> list[str]:
+    """A comma-separated setting's items, stripped, empty ones left out."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

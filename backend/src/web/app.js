@@ -41,10 +41,32 @@ const CHIPS = 3; // candidates offered on "Not sure"
 
 let current = null; // the listening under way, if any: { controller, session }
 
-function serverUrl() {
-  const override = new URLSearchParams(location.search).get("server");
-  return override || `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
-}
+// The page talks to its own server; `?server=` may name another only when its server lists it
+// (UI_SERVERS, read from ./config.json), so that a link cannot send the microphone elsewhere.
+const OWN_SERVER = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+const ASKED_SERVER = new URLSearchParams(location.search).get("server");
+const sameUrl = (a, b) => {
+  try {
+    return new URL(a).href === new URL(b).href;
+  } catch {
+    return false;
+  }
+};
+const SERVER = (async () => {
+  if (!ASKED_SERVER || sameUrl(ASKED_SERVER, OWN_SERVER)) return { url: OWN_SERVER };
+  let listed = [];
+  try {
+    const response = await fetch("config.json", { cache: "no-store" });
+    if (response.ok) listed = (await response.json()).servers || [];
+  } catch {
+    // unreadable: only the page's own server
+  }
+  if (listed.some((url) => sameUrl(url, ASKED_SERVER))) return { url: ASKED_SERVER };
+  return {
+    url: null,
+    refusal: `This page connects only to its own server (${OWN_SERVER}) and those it lists in UI_SERVERS: ${ASKED_SERVER} is not one of them.`,
+  };
+})();
 
 const toCode = (tag) => {
   const code = tag.trim().toLowerCase().split(/[-_]/)[0];
@@ -262,8 +284,10 @@ async function start() {
   setState("starting");
   say("Starting…");
   try {
+    const server = await SERVER;
+    if (!server.url) throw new Error(server.refusal);
     run.session = await listen({
-      url: serverUrl(),
+      url: server.url,
       mode: continuous ? "continuous" : "stream",
       languages: languages || undefined,
       signal: run.controller.signal,
@@ -314,5 +338,9 @@ ui.listen.addEventListener("click", () => (current ? stop() : start()));
 ui.retry.addEventListener("click", retryWithCandidates);
 ui.langs.addEventListener("input", () => (ui.langsError.textContent = ""));
 ui.langs.value = knownCodes(navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"]).join(", ");
-ui.server.textContent = serverUrl();
+ui.server.textContent = OWN_SERVER;
+SERVER.then((server) => {
+  ui.server.textContent = server.url || OWN_SERVER;
+  if (!server.url) say(server.refusal);
+});
 window.addEventListener("pagehide", () => current && current.controller.abort());
