@@ -88,8 +88,6 @@ def timed(args: list[str], **popen) -> tuple[float, subprocess.CompletedProcess]
 def engine_batches(sizes: list[int], files: list[Path], rounds: int = 1, most: int = 24) -> list[list[object]]:
     """In this process, the engine alone on one thread: CPU ms per detection at each batch size, on the
     speech of the folder's clips whose window is the engine's minimum (most of them: one shape a batch)."""
-    import numpy as np
-
     from src.audio import decode_head
     from src.audio_processor import AudioProcessor
     from src.config import load_settings
@@ -123,7 +121,6 @@ def engine_batches(sizes: list[int], files: list[Path], rounds: int = 1, most: i
         rows.append([size, count, f"{per:.0f} ms", f"{base / per:.2f}x", f"{1000 * (time.perf_counter() - wall) / count:.0f} ms"])
         log(rows[-1])
     processor.close()
-    del np
     return rows
 
 

@@ -67,10 +67,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.corpus", description=__doc__.split("\n")[0])
     _arguments(parser)
-    return run(parser.parse_args(argv), parser)
+    return run(parser.parse_args(argv))
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the corpus command with parsed arguments (as `add_parser` sets them); the exit code."""
     from ..config import SettingsError
     from ..languages import parse_language_list
     from .detector import DetectOptions
