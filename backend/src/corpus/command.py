@@ -23,7 +23,9 @@ from typing import Any, Iterable, Iterator
 
 from tqdm import tqdm
 
-BATCH_SIZE = 4  # encoder windows per CTranslate2 call (scripts/benchmark_corpus.py measured 1-8)
+# Encoder windows per CTranslate2 call. scripts/benchmark_corpus.py, one thread, 8 s windows, 2 cores under load
+# ~12: CPU per detection 316 ms at 1, 290 ms at 2 (1.09x), 302-317 ms at 3-6, 361-374 ms at 7-8.
+BATCH_SIZE = 2
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
