@@ -16,7 +16,7 @@ import numpy as np
 from . import audio as audio_codec
 from .audio import SAMPLE_RATE
 from .confidence import ConfidenceRule, Strictness
-from .engines.base import Engine, TranscribeOptions, Transcript
+from .engines.base import Detection, Engine, TranscribeOptions, Transcript
 from .inference_slots import Priority, Slots
 from .protocol import Identification
 from .timeline import Timeline, TimelineOptions
@@ -301,13 +301,10 @@ class AudioProcessor:
         non-speech is never named. Every surface (the WebSocket modes, POST /detect, the command line,
         the evaluation scripts) goes through here, so every answer carries the same verdict.
         """
-        duration = len(samples) / SAMPLE_RATE
-        if speech is None:
-            speech = self.vad.find_speech(samples)
-        extra = {"speech_duration": round(speech.seconds, 3)}
-        if speech.seconds < self.min_speech_seconds:
-            reason = "no_speech" if speech.seconds == 0 else "too_short"
-            return Identification([], 0.0, duration, self.engine.name, reason=reason, extra=extra)
+        without = self._without_speech(samples, speech)
+        if isinstance(without, Identification):
+            return without
+        speech = without
         started = time.perf_counter()
         try:
             detection = self.engine.detect(speech.audio(samples), languages, window_seconds=window_seconds)
@@ -318,14 +315,59 @@ class AudioProcessor:
         rule = self.confidence.for_request(strictness)
         if window_seconds is not None:
             rule = replace(rule, final_probability=math.inf)  # a first impression is never confident
+        return self._judged(detection, rule, samples, speech, elapsed)
+
+    def identify_batch(
+        self, clips: list[tuple[np.ndarray, Speech | None]], languages: list[str] | None = None,
+        strictness: Strictness | None = None,
+    ) -> list[Identification]:
+        """Blocking: `identify` for several clips (samples, and their speech when found already), the same
+        answers, the engine's detections of those with enough speech in one batched call when the engine
+        has one (`detect_batch`: encoder windows of the same length share a CTranslate2 call). The corpus
+        mode calls this; each answer's processing_time is its share of the batch's."""
+        answers: list[Identification | None] = []
+        pending: list[tuple[int, np.ndarray, Speech]] = []
+        for samples, speech in clips:
+            without = self._without_speech(samples, speech)
+            answers.append(without if isinstance(without, Identification) else None)
+            if not isinstance(without, Identification):
+                pending.append((len(answers) - 1, samples, without))
+        if pending:
+            audios = [speech.audio(samples) for _, samples, speech in pending]
+            started = time.perf_counter()
+            batch = getattr(self.engine, "detect_batch", None)
+            if batch is not None:
+                detections = batch(audios, languages)
+            else:
+                detections = [self.engine.detect(audio, languages) for audio in audios]
+            share = (time.perf_counter() - started) / len(pending)
+            rule = self.confidence.for_request(strictness)
+            for (index, samples, speech), detection in zip(pending, detections):
+                answers[index] = self._judged(detection, rule, samples, speech, share)
+        return [answer for answer in answers if answer is not None]
+
+    def _without_speech(self, samples: np.ndarray, speech: Speech | None) -> Speech | Identification:
+        """The speech in `samples` (found unless given), or the answer without a language when there is
+        not enough of it (reason no_speech or too_short: non-speech is never named)."""
+        if speech is None:
+            speech = self.vad.find_speech(samples)
+        if speech.seconds < self.min_speech_seconds:
+            reason = "no_speech" if speech.seconds == 0 else "too_short"
+            return Identification([], 0.0, len(samples) / SAMPLE_RATE, self.engine.name, reason=reason,
+                                  extra={"speech_duration": round(speech.seconds, 3)})
+        return speech
+
+    def _judged(self, detection: Detection, rule: ConfidenceRule, samples: np.ndarray, speech: Speech,
+                elapsed: float) -> Identification:
+        """The engine's detection under the honesty rule, as an answer."""
         probabilities, verdict = rule.apply(detection.probabilities)
         return Identification(
             probabilities=probabilities,
             processing_time=elapsed,
-            audio_duration=duration,
+            audio_duration=len(samples) / SAMPLE_RATE,
             engine=self.engine.name,
             reason=verdict.reason,
-            extra=extra,
+            extra={"speech_duration": round(speech.seconds, 3)},
             confident=verdict.confident,
             raw_probabilities=detection.probabilities,
             likely=list(verdict.likely),

@@ -156,6 +156,20 @@ class LocalWhisperEngine:
         probabilities = self._batcher.run(self.features(audio, window_seconds))
         return Detection(probabilities=restrict(probabilities, languages))
 
+    def detect_batch(self, clips: list[np.ndarray], languages: list[str] | None = None) -> list[Detection]:
+        """`detect` for several clips at once, on the calling thread: clips whose features have the same
+        window go through the encoder together (one CTranslate2 call each), as many as are given. The
+        corpus mode calls this from the one inference thread of each of its processes."""
+        if any(clip.size == 0 for clip in clips):
+            raise EngineError("no audio to detect")
+        features = [self.features(clip) for clip in clips]
+        results: list[list[tuple[str, float]] | None] = [None] * len(clips)
+        for shape in dict.fromkeys(f.shape for f in features):
+            indexes = [i for i, f in enumerate(features) if f.shape == shape]
+            for index, result in zip(indexes, self._detect_batch([features[i] for i in indexes])):
+                results[index] = result
+        return [Detection(probabilities=restrict(result or [], languages)) for result in results]
+
     def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
         """faster-whisper's own transcription, with its Silero VAD skipping silence, in the given language
         (faster-whisper detects it on the first 30 s when none is given)."""
